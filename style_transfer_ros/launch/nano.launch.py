@@ -15,7 +15,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, LaunchConfigurationEquals
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -24,6 +24,12 @@ CSI_PIPELINE = (
     'nvarguscamerasrc sensor-id={sensor} ! '
     'video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1 ! '
     'nvvidconv ! video/x-raw,format=BGRx ! videoconvert')
+
+
+def camera_is(source):
+    # PythonExpression rather than LaunchConfigurationEquals: deprecated after Humble, while
+    # its replacement (EqualsSubstitution) is missing in Humble.
+    return IfCondition(PythonExpression(["'", LaunchConfiguration('camera'), "' == '%s'" % source]))
 
 
 def generate_launch_description():
@@ -56,13 +62,11 @@ def generate_launch_description():
     ]
 
     usb_camera = Node(
-        condition=LaunchConfigurationEquals('camera', 'usb'),
+        condition=camera_is('usb'),
         package='v4l2_camera', executable='v4l2_camera_node', name='camera',
         parameters=[{
             'video_device': arg('device'),
-            'image_size': ParameterValue(
-                PythonExpression(['[', arg('width'), ', ', arg('height'), ']']),
-                value_type=list),
+            'image_size': ParameterValue(['[', arg('width'), ', ', arg('height'), ']']),
             'output_encoding': 'rgb8',
         }],
         remappings=[('image_raw', arg('image_topic'))],
@@ -72,7 +76,7 @@ def generate_launch_description():
         repr(CSI_PIPELINE), '.format(sensor=', arg('sensor_id'), ', width=', arg('width'),
         ', height=', arg('height'), ', fps=', arg('framerate'), ')'])
     csi_camera = Node(
-        condition=LaunchConfigurationEquals('camera', 'csi'),
+        condition=camera_is('csi'),
         package='gscam', executable='gscam_node', name='camera',
         parameters=[{
             'gscam_config': csi_pipeline,

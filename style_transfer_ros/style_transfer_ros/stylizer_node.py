@@ -74,10 +74,11 @@ class ActiveStyle(object):
         self.stylizer = stylizer
         self.selection = selection
         self.strength = strength
-
-    @property
-    def weights(self):
-        return self.selection.weights
+        # A multi-style model chosen by path has no catalog entry to say its styles: blend
+        # them equally.
+        self.weights = selection.weights
+        if not self.weights and stylizer.num_styles:
+            self.weights = [1.0 / stylizer.num_styles] * stylizer.num_styles
 
 
 class RateWindow(object):

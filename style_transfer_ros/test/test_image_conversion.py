@@ -1,0 +1,173 @@
+"""sensor_msgs/Image <-> numpy conversion, checked against known pixel values and OpenCV."""
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip('sensor_msgs.msg')
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from style_transfer_ros import image_conversion  # noqa: E402
+from style_transfer_ros.image_conversion import (  # noqa: E402
+    ImageConversionError, SUPPORTED_ENCODINGS, image_msg_to_rgb, rgb_to_image_msg)
+
+# 2x4 RGB frame: red, green, blue, white / black, grey, yellow, cyan
+RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]],
+                [[0, 0, 0], [128, 128, 128], [255, 255, 0], [0, 255, 255]]], np.uint8)
+
+
+def make_msg(encoding, pixels, padding=0, bigendian=0):
+    """An Image whose rows are pixels' bytes followed by `padding` junk bytes."""
+    rows = pixels.reshape(pixels.shape[0], -1).view(np.uint8)
+    junk = np.full((rows.shape[0], padding), 0xAB, np.uint8)
+    msg = Image()
+    msg.height, msg.width = pixels.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = bigendian
+    msg.step = rows.shape[1] + padding
+    msg.data = np.hstack([rows, junk]).tobytes()
+    return msg
+
+
+def colour_frames():
+    alpha = np.full(RGB.shape[:2] + (1,), 200, np.uint8)
+    return {
+        'rgb8': RGB,
+        'bgr8': RGB[..., ::-1],
+        'rgba8': np.concatenate([RGB, alpha], axis=2),
+        'bgra8': np.concatenate([RGB[..., ::-1], alpha], axis=2),
+    }
+
+
+@pytest.mark.parametrize('padding', [0, 3])
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8'])
+def test_colour_encodings(encoding, padding):
+    rgb = image_msg_to_rgb(make_msg(encoding, colour_frames()[encoding], padding))
+    assert rgb.dtype == np.uint8 and rgb.flags['C_CONTIGUOUS']
+    assert np.array_equal(rgb, RGB)
+
+
+def test_rgb8_result_does_not_alias_the_message():
+    msg = make_msg('rgb8', RGB)
+    rgb = image_msg_to_rgb(msg)
+    rgb[0, 0] = 7
+    assert msg.data[0] == 255
+
+
+@pytest.mark.parametrize('padding', [0, 5])
+def test_mono8(padding):
+    grey = np.array([[0, 17, 128, 255]], np.uint8)
+    rgb = image_msg_to_rgb(make_msg('mono8', grey, padding))
+    assert rgb.shape == (1, 4, 3)
+    assert np.array_equal(rgb, np.repeat(grey[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize('padding', [0, 2])
+@pytest.mark.parametrize('bigendian', [0, 1])
+def test_mono16_keeps_the_high_byte(bigendian, padding):
+    values = np.array([[0x0000, 0x12FF, 0xAB01, 0xFFFF]], np.uint16)
+    pixels = values.astype('>u2' if bigendian else '<u2')
+    rgb = image_msg_to_rgb(make_msg('mono16', pixels, padding, bigendian))
+    assert rgb[0, :, 0].tolist() == [0x00, 0x12, 0xAB, 0xFF]
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+
+
+@pytest.mark.parametrize('encoding, order', [('yuv422', 'uyvy'), ('uyvy', 'uyvy'),
+                                             ('yuv422_yuy2', 'yuyv'), ('yuyv', 'yuyv')])
+def test_yuv422_known_values(encoding, order):
+    # Video-range BT.601: Y=16 is black, Y=235 white; U=V=128 is grey.
+    pairs = [(16, 128, 235, 128), (126, 128, 126, 128)]
+    data = []
+    for y0, u, y1, v in pairs:
+        data += [u, y0, v, y1] if order == 'uyvy' else [y0, u, y1, v]
+    msg = make_msg(encoding, np.array(data, np.uint8).reshape(1, 4, 2))
+    rgb = image_msg_to_rgb(msg)
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    assert rgb[0, 1].tolist() == [255, 255, 255]
+    assert np.all(np.abs(rgb[0, 2:].astype(int) - 128) <= 1)
+
+
+@pytest.mark.parametrize('padding', [0, 4])
+@pytest.mark.parametrize('encoding, code', [('yuv422', cv2.COLOR_YUV2RGB_UYVY),
+                                            ('yuv422_yuy2', cv2.COLOR_YUV2RGB_YUY2)])
+def test_yuv422_matches_opencv(encoding, code, padding):
+    packed = np.random.RandomState(1).randint(0, 256, (6, 8, 2)).astype(np.uint8)
+    rgb = image_msg_to_rgb(make_msg(encoding, packed, padding))
+    assert np.array_equal(rgb, cv2.cvtColor(packed, code))
+
+
+def test_supported_encodings():
+    assert set(SUPPORTED_ENCODINGS) == {'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
+                                        'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'}
+
+
+def bad_frames():
+    unknown = make_msg('rgb8', RGB)
+    unknown.encoding = '32FC1'
+    empty = make_msg('rgb8', RGB)
+    empty.width = 0
+    short = make_msg('rgb8', RGB)
+    short.data = short.data[:-1]
+    narrow = make_msg('rgb8', RGB)
+    narrow.step = 11
+    narrow.data = bytes(22)
+    odd = make_msg('yuv422', np.zeros((2, 3, 2), np.uint8))
+    return [(unknown, 'unsupported encoding'), (empty, 'empty frame'),
+            (short, 'data has 23 bytes, expected height 2 x step 12'),
+            (narrow, 'step 11 is smaller than width 4 x 3'), (odd, 'even width')]
+
+
+@pytest.mark.parametrize('msg, reason', bad_frames())
+def test_bad_frames_raise(msg, reason):
+    with pytest.raises(ImageConversionError, match=reason):
+        image_msg_to_rgb(msg)
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8'])
+def test_rgb_to_image_msg_round_trip(encoding):
+    header = Header(frame_id='camera')
+    header.stamp.sec, header.stamp.nanosec = 12, 34
+    rgb = np.random.RandomState(2).randint(0, 256, (5, 7, 3)).astype(np.uint8)
+    msg = rgb_to_image_msg(rgb, header, encoding)
+    assert msg.header is header and msg.header.stamp.sec == 12
+    assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (5, 7, 21, encoding, 0)
+    first_pixel = rgb[0, 0].tolist() if encoding == 'rgb8' else rgb[0, 0, ::-1].tolist()
+    assert list(msg.data[:3]) == first_pixel
+    assert np.array_equal(image_msg_to_rgb(msg), rgb)
+
+
+def test_rgb_to_image_msg_rejects_bad_input():
+    with pytest.raises(ImageConversionError, match='output encoding'):
+        rgb_to_image_msg(RGB, Header(), 'mono8')
+    with pytest.raises(ImageConversionError, match='uint8 HxWx3'):
+        rgb_to_image_msg(RGB.astype(np.float32), Header())
+
+
+def fake_cv_bridge(monkeypatch, convert):
+    """Install a stand-in cv_bridge module whose imgmsg_to_cv2 calls convert(msg)."""
+    class CvBridge(object):
+        def imgmsg_to_cv2(self, msg, desired_encoding):
+            assert desired_encoding == 'rgb8'
+            return convert(msg)
+    monkeypatch.setitem(sys.modules, 'cv_bridge', types.SimpleNamespace(CvBridge=CvBridge))
+    monkeypatch.setattr(image_conversion, '_bridge', [])
+
+
+def test_agreeing_cv_bridge_is_used(monkeypatch):
+    calls = []
+
+    def convert(msg):
+        calls.append(msg.encoding)
+        return image_conversion._numpy_to_rgb(msg, image_conversion._check_layout(msg))
+    fake_cv_bridge(monkeypatch, convert)
+    assert np.array_equal(image_msg_to_rgb(make_msg('bgr8', RGB[..., ::-1])), RGB)
+    assert calls == ['bgr8', 'yuv422', 'bgr8']  # self-test, then the frame
+
+
+def test_disagreeing_cv_bridge_is_not_used(monkeypatch):
+    fake_cv_bridge(monkeypatch, lambda msg: np.zeros((msg.height, msg.width, 3), np.uint8))
+    assert np.array_equal(image_msg_to_rgb(make_msg('bgr8', RGB[..., ::-1])), RGB)
+    assert image_conversion._bridge == [None]

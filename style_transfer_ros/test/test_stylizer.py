@@ -1,0 +1,239 @@
+"""Stylizer on the tiny fixture models (see make_fixture_models.py)."""
+import os
+
+import numpy as np
+import pytest
+
+from style_transfer_ros import stylizer
+from style_transfer_ros.stylizer import ModelError, Stylizer, validate_style_weights
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
+FRITZ_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared',
+                           'data', 'anchors', 'fritz', 'starry_night_640x480_025.tflite')
+MODELS = ('float_dynamic', 'int8', 'fixed_64x48', 'multi_style')
+
+
+def model_path(name):
+    return os.path.join(FIXTURES, name + '.tflite')
+
+
+def make_frame(height, width, seed=0):
+    """Smooth colour gradients plus noise: resizing keeps it recognisable."""
+    rows = np.linspace(0, 255, height)[:, None]
+    cols = np.linspace(0, 255, width)[None, :]
+    noise = np.random.RandomState(seed).uniform(-20, 20, (height, width))
+    channels = [rows + 0 * cols, cols + 0 * rows, 255 - (rows + cols) / 2]
+    return np.clip(np.stack(channels, axis=2) + noise[..., None], 0, 255).astype(np.uint8)
+
+
+def mean_difference(a, b):
+    return np.abs(a.astype(np.int16) - b).mean()
+
+
+@pytest.fixture(scope='module')
+def loaded():
+    return {name: Stylizer(model_path(name)) for name in MODELS}
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_every_fixture_model_stylizes(loaded, name):
+    model = loaded[name]
+    frame = make_frame(60, 80)
+    weights = [1.0, 0.0, 0.0] if model.num_styles else None
+    out = model.stylize(frame, weights)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    assert mean_difference(out, frame) > 30
+    assert model.model_path == model_path(name)
+    assert model.backend.split()[0] in ('ai_edge_litert', 'tflite_runtime', 'tensorflow.lite')
+    assert model.num_threads == 2
+
+
+def test_model_properties(loaded):
+    assert loaded['float_dynamic'].fixed_size is None
+    assert loaded['float_dynamic'].input_dtype == np.float32
+    assert loaded['int8'].input_dtype == np.int8
+    assert loaded['fixed_64x48'].fixed_size == (48, 64)
+    assert loaded['multi_style'].num_styles == 3
+    assert loaded['float_dynamic'].num_styles == 0
+
+
+def test_int8_io_matches_float_model(loaded):
+    frame = make_frame(64, 96)
+    float_out = loaded['float_dynamic'].stylize(frame)
+    int8_out = loaded['int8'].stylize(frame)
+    assert np.abs(float_out.astype(np.int16) - int8_out).max() <= 4
+
+
+def test_fixed_size_model_resizes_in_and_out(loaded):
+    model = loaded['fixed_64x48']
+    frame = make_frame(120, 200)
+    assert model.stylize(frame).shape == (120, 200, 3)
+    model.output_size = 'processing'
+    model.processing_size = 32  # ignored: a fixed model runs at its own size
+    try:
+        assert model.stylize(frame).shape == (48, 64, 3)
+    finally:
+        model.output_size = 'input'
+        model.processing_size = 0
+
+
+def test_dynamic_model_handles_changing_frame_sizes(loaded):
+    model = loaded['float_dynamic']
+    small, large = make_frame(40, 60), make_frame(96, 128)
+    first = model.stylize(small)
+    assert model.stylize(large).shape == (96, 128, 3)
+    assert np.array_equal(model.stylize(small), first)
+
+
+def test_processing_size_keeps_aspect_ratio():
+    model = Stylizer(model_path('float_dynamic'), processing_size=64, output_size='processing')
+    out = model.stylize(make_frame(120, 200))
+    assert out.shape == (40, 64, 3)  # 38.4 rounded to a multiple of 4
+    assert model.processing_shape(1000, 500) == (64, 32)
+    model.output_size = 'input'
+    assert model.stylize(make_frame(120, 200)).shape == (120, 200, 3)
+
+
+def test_processing_size_zero_uses_frame_size_rounded_to_multiple_of_4():
+    model = Stylizer(model_path('float_dynamic'), output_size='processing')
+    assert model.stylize(make_frame(30, 50)).shape[:2] == model.processing_shape(30, 50)
+    assert model.processing_shape(30, 50) in ((32, 48), (28, 52), (32, 52), (28, 48))
+    assert model.processing_shape(480, 640) == (480, 640)
+
+
+def test_upscaling_processing_size():
+    model = Stylizer(model_path('float_dynamic'), processing_size=128, output_size='processing')
+    assert model.stylize(make_frame(30, 40)).shape == (96, 128, 3)
+
+
+@pytest.mark.parametrize('value', [-1, 8, 5000, 1.5, True, '256'])
+def test_invalid_processing_size_raises(loaded, value):
+    with pytest.raises(ValueError, match='processing_size'):
+        loaded['float_dynamic'].processing_size = value
+
+
+def test_invalid_output_size_and_threads_raise(loaded):
+    with pytest.raises(ValueError, match='output_size'):
+        loaded['float_dynamic'].output_size = 'big'
+    with pytest.raises(ValueError, match='num_threads'):
+        Stylizer(model_path('float_dynamic'), num_threads=0)
+
+
+def test_style_weights_change_the_output(loaded):
+    model = loaded['multi_style']
+    frame = make_frame(48, 64)
+    outputs = [model.stylize(frame, w) for w in ([1, 0, 0], [0, 1, 0], [0, 0, 1])]
+    assert mean_difference(outputs[0], outputs[1]) > 10
+    assert mean_difference(outputs[1], outputs[2]) > 10
+    assert np.array_equal(model.stylize(frame, [4, 0, 0]), outputs[0])  # normalized
+    blend = model.stylize(frame, [1, 1, 0]).astype(np.int16)
+    low = np.minimum(outputs[0], outputs[1]) - 1
+    high = np.maximum(outputs[0], outputs[1]) + 1
+    assert np.all((low <= blend) & (blend <= high))
+
+
+@pytest.mark.parametrize('weights', [None, [1, 0], [1, 0, 0, 0], [-1, 1, 1], [float('nan'), 1, 1],
+                                     [0, 0, 0], [float('inf'), 0, 0], ['a', 'b', 'c']])
+def test_bad_style_weights_raise(loaded, weights):
+    with pytest.raises(ValueError):
+        loaded['multi_style'].stylize(make_frame(16, 16), weights)
+
+
+def test_single_style_model_rejects_weights(loaded):
+    with pytest.raises(ValueError, match='single-style'):
+        loaded['float_dynamic'].stylize(make_frame(16, 16), [1.0])
+
+
+def test_validate_style_weights_normalizes():
+    assert validate_style_weights(None, 0) is None
+    assert np.allclose(validate_style_weights([1, 3], 2), [0.25, 0.75])
+
+
+def test_strength_blends_with_the_original(loaded):
+    model = loaded['float_dynamic']
+    frame = make_frame(48, 64)
+    original = model.stylize(frame, strength=0.0)
+    assert np.array_equal(original, frame) and original is not frame
+    full = model.stylize(frame, strength=1.0).astype(np.int16)
+    half = model.stylize(frame, strength=0.5).astype(np.int16)
+    assert np.all(np.abs(half - (full + frame) / 2.0) <= 1)
+    assert mean_difference(half, frame) > 10 and mean_difference(half, full) > 10
+
+
+@pytest.mark.parametrize('strength', [-0.1, 1.5, float('nan'), '1'])
+def test_invalid_strength_raises(loaded, strength):
+    with pytest.raises(ValueError, match='strength'):
+        loaded['float_dynamic'].stylize(make_frame(16, 16), strength=strength)
+
+
+def test_bad_frames_raise(loaded):
+    model = loaded['float_dynamic']
+    for frame in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
+                  np.zeros((0, 8, 3), np.uint8), [[0, 0, 0]]):
+        with pytest.raises(ValueError, match='uint8 HxWx3'):
+            model.stylize(frame)
+
+
+def test_missing_file_raises_model_error(tmp_path):
+    path = str(tmp_path / 'missing.tflite')
+    with pytest.raises(ModelError, match='missing.tflite: file does not exist'):
+        Stylizer(path)
+
+
+def test_non_tflite_file_raises_model_error(tmp_path):
+    path = tmp_path / 'notes.tflite'
+    path.write_text(u'this is not a model at all')
+    with pytest.raises(ModelError, match='notes.tflite: not a TFLite model'):
+        Stylizer(str(path))
+
+
+def test_corrupt_tflite_raises_model_error(tmp_path):
+    with open(model_path('float_dynamic'), 'rb') as model_file:
+        good = model_file.read()
+    path = tmp_path / 'corrupt.tflite'
+    path.write_bytes(good[:len(good) // 3])
+    with pytest.raises(ModelError, match='corrupt.tflite'):
+        Stylizer(str(path))
+
+
+def test_wrong_io_shapes_raise_model_error():
+    with pytest.raises(ModelError, match=r'wrong_io.tflite: inputs must be image \[1,H,W,3\]'):
+        Stylizer(os.path.join(FIXTURES, 'invalid', 'wrong_io.tflite'))
+
+
+def test_runtime_forced_by_environment(monkeypatch):
+    monkeypatch.delenv(stylizer.RUNTIME_ENV, raising=False)
+    name, version, _ = stylizer.find_runtime()
+    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'no_such_runtime')
+    with pytest.raises(RuntimeError, match='not a known TFLite runtime'):
+        stylizer.find_runtime()
+    monkeypatch.setenv(stylizer.RUNTIME_ENV, name)
+    assert stylizer.find_runtime()[:2] == (name, version)
+    assert Stylizer(model_path('int8')).backend == '{} {}'.format(name, version)
+
+
+def test_runtime_forced_to_missing_one_lists_what_was_tried(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'tflite_runtime', None)  # import fails
+    monkeypatch.setattr(stylizer, '_runtime_cache', {})
+    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'tflite_runtime')
+    with pytest.raises(RuntimeError, match='tried: tflite_runtime.interpreter'):
+        stylizer.find_runtime()
+
+
+def test_runtime_forced_to_tensorflow(monkeypatch):
+    pytest.importorskip('tensorflow')
+    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'tensorflow.lite')
+    model = Stylizer(model_path('multi_style'))
+    assert model.backend.startswith('tensorflow.lite ')
+    assert model.stylize(make_frame(32, 32), [0, 0, 1]).shape == (32, 32, 3)
+
+
+@pytest.mark.skipif(not os.path.isfile(FRITZ_MODEL), reason='../shared/data (Fritz anchor) absent')
+def test_fritz_anchor_model():
+    model = Stylizer(FRITZ_MODEL, num_threads=2)
+    assert model.fixed_size == (640, 480) and model.num_styles == 0
+    frame = make_frame(240, 320)
+    out = model.stylize(frame)
+    assert out.shape == (240, 320, 3)
+    assert mean_difference(out, frame) > 20
