@@ -39,4 +39,25 @@ if [ ! -f "$marker" ] || [ -n "$(find style_transfer_interfaces -newer "$marker"
     || { tail -50 build/interfaces_cmake.log; exit 1; }
   touch "$marker"
 fi
-echo "setup_env: ready (.venv, build/install)"
+# The Jetson Nano's Python 3.6 + TensorFlow 2.6 stack for the compatibility job
+# (style_transfer_ros/test/test_python36_compat.py).
+python36=""
+for candidate in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.6*/bin/python3.6 \
+                 "$(command -v python3.6 || true)"; do
+  if [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 6)' 2>/dev/null; then
+    python36="$candidate"
+    break
+  fi
+done
+if [ -n "$python36" ]; then
+  stamp36=.venv36/.installed
+  if [ ! -f "$stamp36" ] || [ scripts/requirements-py36.txt -nt "$stamp36" ]; then
+    [ -x .venv36/bin/python ] || "$python36" -m venv .venv36
+    .venv36/bin/python -m pip install --quiet "pip>=21.3,<22"
+    .venv36/bin/python -m pip install --quiet -r scripts/requirements-py36.txt
+    touch "$stamp36"
+  fi
+else
+  echo "setup_env: no Python 3.6 found; the Nano compatibility job will not run" >&2
+fi
+echo "setup_env: ready (.venv, .venv36, build/install)"
