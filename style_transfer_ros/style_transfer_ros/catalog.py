@@ -13,8 +13,6 @@ from style_transfer_ros.stylizer import validate_style_weights
 
 NAME_PATTERN = re.compile(r'^[a-z0-9_]+$')
 TARGETS = ('current', 'nano')
-# Runtimes older than this cannot run models built for current runtimes.
-NANO_RUNTIME_BEFORE = (2, 10)
 
 
 class SelectionError(ValueError):
@@ -90,23 +88,17 @@ def read_sidecar(model_path):
     return metadata
 
 
-def _runtime_target(runtime_version):
-    """'nano' for runtimes older than 2.10, else 'current'."""
-    if not runtime_version:
-        return 'current'
-    parts = re.findall(r'\d+', str(runtime_version))[:2]
-    version = tuple(int(n) for n in parts)
-    return 'nano' if version < NANO_RUNTIME_BEFORE else 'current'
-
-
 class Catalog(object):
-    """Models with sidecars found in model_dirs (not recursive), in directory order."""
+    """Models with sidecars found in model_dirs (not recursive), in directory order.
 
-    def __init__(self, model_dirs, runtime_version=None):
+    When two files share a name with different sidecar targets ('current', 'nano'), the one
+    for `target` (see stylizer.runtime_target) is listed; the other is in its alternatives.
+    """
+
+    def __init__(self, model_dirs, target='current'):
         self.model_dirs = [os.path.realpath(d) for d in model_dirs]
         self.entries = collections.OrderedDict()
         self.problems = []
-        target = _runtime_target(runtime_version)
         for directory in self.model_dirs:
             if not os.path.isdir(directory):
                 self.problems.append('model directory {} does not exist'.format(directory))

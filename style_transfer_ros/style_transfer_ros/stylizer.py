@@ -6,6 +6,7 @@ tensorflow 2.6 on a Jetson Nano as well as with ai-edge-litert 2.x.
 import importlib
 import numbers
 import os
+import re
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ OUTPUT_SIZES = ('input', 'processing')
 # Networks downsample by 4 and upsample back, so sides must be multiples of 4.
 SIZE_MULTIPLE = 4
 MIN_PROCESSING_SIZE = 16
+# tflite_runtime and TensorFlow releases older than this cannot load every op version that a
+# current converter writes (TF 2.6 lacks TILE v3, for one); such runtimes get 'nano' models.
+NANO_RUNTIME_BEFORE = (2, 10)
 MAX_PROCESSING_SIZE = 4096
 DRY_RUN_SIDE = 64
 
@@ -38,6 +42,20 @@ def find_runtime():
     if forced not in _runtime_cache:
         _runtime_cache[forced] = _import_runtime(forced)
     return _runtime_cache[forced]
+
+
+def runtime_target(name=None, version=None):
+    """'nano' on old TensorFlow / tflite_runtime releases (Jetson Nano), else 'current'.
+
+    Without arguments, for the runtime find_runtime() picks. Every ai_edge_litert release is
+    current (its numbering restarted at 1.0).
+    """
+    if name is None:
+        name, version, _ = find_runtime()
+    if name == 'ai_edge_litert':
+        return 'current'
+    numbers = tuple(int(n) for n in re.findall(r'\d+', str(version))[:2])
+    return 'nano' if numbers and numbers < NANO_RUNTIME_BEFORE else 'current'
 
 
 def _import_runtime(forced):

@@ -36,7 +36,7 @@ from style_transfer_interfaces.srv import ListStyles, SetStyle
 from style_transfer_ros.catalog import Catalog, SelectionError
 from style_transfer_ros.image_conversion import (ImageConversionError, image_msg_to_rgb,
                                                  rgb_to_image_msg)
-from style_transfer_ros.stylizer import ModelError, Stylizer
+from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
 
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
 OUTPUT_SIZES = ('input', 'processing')
@@ -131,7 +131,7 @@ class StylizerNode(Node):
         self._model_lock = threading.Lock()  # one model load at a time
         self._service_update = False
 
-        self._catalog = Catalog(self._model_dirs())
+        self._catalog = Catalog(self._model_dirs(), target=runtime_target())
         for problem in self._catalog.problems:
             self.get_logger().warn('model catalog: %s' % problem)
         self._active = self._load_active(
@@ -265,7 +265,7 @@ class StylizerNode(Node):
         if any(name in changed for name in MODEL_PARAMETERS):
             catalog = self._catalog
             if 'model_dirs' in changed:
-                catalog = Catalog(self._model_dirs(new('model_dirs')))
+                catalog = Catalog(self._model_dirs(new('model_dirs')), target=runtime_target())
             with self._model_lock:
                 active = self._load_active(
                     style=new('style'), blend_weights=new('blend_weights'),

@@ -237,3 +237,12 @@ def test_fritz_anchor_model():
     out = model.stylize(frame)
     assert out.shape == (240, 320, 3)
     assert mean_difference(out, frame) > 20
+
+
+@pytest.mark.parametrize('name, version, target', [
+    ('ai_edge_litert', '2.3.0', 'current'), ('ai_edge_litert', '1.0.1', 'current'),
+    ('tflite_runtime', '2.5.0.post1', 'nano'), ('tensorflow.lite', '2.6.2', 'nano'),
+    ('tensorflow.lite', '2.7.0', 'nano'), ('tflite_runtime', '2.14.0', 'current'),
+    ('tensorflow.lite', '2.21.0', 'current')])
+def test_runtime_target(name, version, target):
+    assert stylizer.runtime_target(name, version) == target
