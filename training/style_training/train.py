@@ -1,0 +1,309 @@
+"""Train a fast style transfer network (Johnson et al.) on content images.
+
+Modes: one style; several styles mixed into one (`--mode mix`: the target Grams are the weighted
+mean); or one conditional network for several styles (`--mode conditional`: per-style instance
+norm parameters, chosen at run time by a `style_weights` input). With `--teacher` the network
+learns to copy a trained network's output instead (distillation), optionally plus the perceptual
+losses. Writes <output-dir>/model.keras and <output-dir>/training.json for style-convert.
+"""
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from . import data, loss_network, network
+from .images import save_image
+
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 2.0
+DEFAULT_TV_WEIGHT = 0.0
+
+
+class Trainer:
+    """The student network, its losses and optimizer; `train_step` is one compiled update.
+
+    style_grams: per VGG style layer an [N, C, C] tensor (one Gram per style image), or None.
+    style_loss_scale: [N] per-style multipliers of the style loss (conditional mode; an image's
+    multiplier is its style_weights @ style_loss_scale, 1 for normalized mix weights).
+    mix_weights: [N] blend of the style targets for a single-style network (mix mode), or None
+    for a conditional network, which trains on a random style (or blend) per image.
+    """
+
+    def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
+                 vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
+                 teacher=None, distill_loss='l1', blend_probability=0.0, seed=0):
+        self.model, self.vgg, self.teacher = model, vgg, teacher
+        self.content_weight, self.style_weight, self.tv_weight = (
+            content_weight, style_weight, tv_weight)
+        self.style_grams = style_grams
+        self.num_styles = model.inputs[1].shape[-1] if len(model.inputs) > 1 else 1
+        count = 1 if style_grams is None else int(style_grams[0].shape[0])
+        self.style_loss_scale = tf.constant(
+            np.ones(count) if style_loss_scale is None else style_loss_scale, tf.float32)
+        self.mix_weights = None if mix_weights is None else tf.constant(mix_weights, tf.float32)
+        self.distill_loss = distill_loss
+        self.blend_probability = blend_probability
+        self.generator = tf.random.Generator.from_seed(seed)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self.checkpoint = tf.train.Checkpoint(step=self.step, model=model,
+                                              optimizer=self.optimizer)
+
+    def sample_style_weights(self, batch_size):
+        """[B, N]: a random one-hot per image, or with blend_probability a random blend."""
+        if self.mix_weights is not None or self.num_styles == 1:
+            weights = self.mix_weights if self.mix_weights is not None else tf.ones([1])
+            return tf.tile(weights[None], [batch_size, 1])
+        styles = self.generator.uniform([batch_size], 0, self.num_styles, tf.int32)
+        one_hot = tf.one_hot(styles, self.num_styles)
+        blend = self.generator.uniform([batch_size, self.num_styles])
+        blend /= tf.reduce_sum(blend, axis=1, keepdims=True)
+        use_blend = self.generator.uniform([batch_size, 1]) < self.blend_probability
+        return tf.where(use_blend, blend, one_hot)
+
+    def losses(self, content, style_weights):
+        """Dict of per-batch mean losses, weighted, plus their sum 'total'."""
+        stylized = stylize(self.model, content, style_weights)
+        losses = {}
+        if self.vgg is not None:
+            features = self.vgg(tf.concat([stylized, content], axis=0))
+            batch = tf.shape(content)[0]
+            stylized_features = [f[:batch] for f in features]
+            content_index = loss_network.STYLE_LAYERS.index(loss_network.CONTENT_LAYER)
+            if self.content_weight:
+                losses['content'] = self.content_weight * tf.reduce_mean(
+                    loss_network.content_loss(stylized_features[content_index],
+                                              features[content_index][batch:]))
+            if self.style_weight:
+                targets = loss_network.blended_grams(self.style_grams, style_weights)
+                scale = tf.linalg.matvec(style_weights, self.style_loss_scale)
+                losses['style'] = self.style_weight * tf.reduce_mean(
+                    scale * loss_network.style_loss(stylized_features, targets))
+        if self.tv_weight:
+            losses['tv'] = self.tv_weight * tf.reduce_mean(
+                loss_network.total_variation_loss(stylized))
+        if self.teacher is not None:
+            difference = (stylized - stylize(self.teacher, content, style_weights)) / 255.0
+            pixel = tf.abs(difference) if self.distill_loss == 'l1' else tf.square(difference)
+            losses['distill'] = tf.reduce_mean(pixel)
+        losses['total'] = tf.add_n(list(losses.values()))
+        return losses
+
+    @tf.function
+    def train_step(self, content):
+        style_weights = self.sample_style_weights(tf.shape(content)[0])
+        with tf.GradientTape() as tape:
+            losses = self.losses(content, style_weights)
+        variables = self.model.trainable_variables
+        self.optimizer.apply(tape.gradient(losses['total'], variables), variables)
+        self.step.assign_add(1)
+        return losses
+
+
+def stylize(net, content, style_weights):
+    """Run a network; style_weights [B, N] only go to conditional ones."""
+    content = tf.convert_to_tensor(content, tf.float32)
+    return net([content, style_weights] if len(net.inputs) > 1 else content)
+
+
+def style_grams(vgg, styles, style_size):
+    """Per style layer, the [N, C, C] stack of the style images' Gram matrices."""
+    per_style = [[loss_network.gram_matrix(f)[0] for f in
+                  vgg(data.load_style_image(path, style_size))] for path, _ in styles]
+    return [tf.stack(layer) for layer in zip(*per_style)]
+
+
+def load_network(path):
+    """A trained network: a Fritz .h5 or our .keras (or a training output dir)."""
+    path = Path(path)
+    if path.suffix == '.h5':
+        return network.load_fritz_h5(str(path))
+    return keras.saving.load_model(str(path / 'model.keras' if path.is_dir() else path),
+                                   compile=False)
+
+
+def copy_weights(source, target):
+    """Copy weights of the same architecture; a single style's instance norm parameters are
+    repeated for every style of a conditional target."""
+    source_weights, target_weights = source.get_weights(), target.get_weights()
+    if len(source_weights) != len(target_weights):
+        raise ValueError('fine-tune checkpoint has a different architecture')
+    copied = []
+    for value, wanted in zip(source_weights, target_weights):
+        if value.shape != wanted.shape and value.shape[0] == 1 and value.shape[1:] == wanted.shape[1:]:
+            value = np.repeat(value, wanted.shape[0], axis=0)
+        if value.shape != wanted.shape:
+            raise ValueError(f'fine-tune checkpoint weight {value.shape} != {wanted.shape}')
+        copied.append(value)
+    target.set_weights(copied)
+
+
+def write_preview(path, model, trainer, image):
+    """content | stylized (one column per style for a conditional network) as a PNG."""
+    columns = [image[0]]
+    for index in range(trainer.num_styles):
+        weights = tf.one_hot([index], trainer.num_styles)
+        columns.append(stylize(model, image, weights)[0].numpy())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(path, np.concatenate(columns, axis=1))
+
+
+def write_scalar(tag, value):
+    """tf.summary.scalar without needing the tensorboard package installed to write."""
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
+    tf.summary.write(tag, tf.cast(value, tf.float32), metadata=metadata.SerializeToString())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='style-train', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--style', action='append', default=[],
+                        help='style image as path[:weight], repeatable or comma separated')
+    parser.add_argument('--mode', choices=('mix', 'conditional'), default='mix',
+                        help='several styles: blend them (mix) or one network with a '
+                        'style_weights input (conditional)')
+    parser.add_argument('--content', action='append', required=True,
+                        help='folder of images (recursive) or TFRecord file/folder, repeatable')
+    parser.add_argument('--output-dir', required=True, help='model.keras, training.json go here')
+    parser.add_argument('--image-size', type=int, default=256)
+    parser.add_argument('--style-size', type=int,
+                        help="style image's shorter side (default: image size)")
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--steps', type=int, default=40000)
+    parser.add_argument('--learning-rate', type=float, default=1e-3)
+    parser.add_argument('--content-weight', type=float,
+                        help=f'default {DEFAULT_CONTENT_WEIGHT}, 0 with --teacher')
+    parser.add_argument('--style-weight', type=float,
+                        help=f'default {DEFAULT_STYLE_WEIGHT}, 0 with --teacher')
+    parser.add_argument('--tv-weight', type=float, default=DEFAULT_TV_WEIGHT)
+    parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
+    parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
+    parser.add_argument('--vgg-weights', default='hed',
+                        help="'hed' (bundled, offline), 'imagenet' (downloads) or a file path")
+    parser.add_argument('--blend-probability', type=float, default=0.0,
+                        help='conditional mode: share of images trained on a random blend')
+    parser.add_argument('--teacher', help='distill this network (Fritz .h5 or our .keras)')
+    parser.add_argument('--distill-loss', choices=('l1', 'l2'), default='l1')
+    parser.add_argument('--fine-tune-checkpoint',
+                        help='start from these weights (our .keras or a Fritz .h5, whose '
+                        'architecture and alpha then replace --architecture/--alpha)')
+    parser.add_argument('--checkpoint-dir', help='save here and resume from the latest')
+    parser.add_argument('--checkpoint-every', type=int, default=1000)
+    parser.add_argument('--log-dir', help='TensorBoard scalars')
+    parser.add_argument('--log-every', type=int, default=50)
+    parser.add_argument('--preview-every', type=int, default=0, help='0: no previews')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    command = shlex.join(['style-train'] + (sys.argv[1:] if argv is None else list(argv)))
+    train(args, command)
+
+
+def train(args, command=''):
+    """Run the training described by parsed arguments; returns the Trainer."""
+    keras.utils.set_random_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    styles = data.parse_styles(args.style) if args.style else []
+    distilling = args.teacher is not None
+    content_weight = args.content_weight if args.content_weight is not None else (
+        0.0 if distilling else DEFAULT_CONTENT_WEIGHT)
+    style_weight = args.style_weight if args.style_weight is not None else (
+        0.0 if distilling else DEFAULT_STYLE_WEIGHT)
+    if style_weight and not styles:
+        raise SystemExit('error: give --style (or --teacher with --style-weight 0)')
+    conditional = args.mode == 'conditional' and len(styles) > 1
+    num_styles = len(styles) if conditional else 1
+
+    fine_tune = load_network(args.fine_tune_checkpoint) if args.fine_tune_checkpoint else None
+    architecture, alpha = args.architecture, args.alpha
+    if fine_tune is not None and args.fine_tune_checkpoint.endswith('.h5'):
+        architecture, alpha = network.fritz_h5_architecture(args.fine_tune_checkpoint)
+    model = network.build_transformer(architecture, alpha, num_styles)
+    if fine_tune is not None:
+        copy_weights(fine_tune, model)
+
+    vgg = None
+    if content_weight or style_weight:
+        vgg = loss_network.build_vgg16_features(args.vgg_weights)
+    weights = np.array([weight for _, weight in styles], np.float32)
+    trainer = Trainer(
+        model, args.learning_rate, content_weight, style_weight, args.tv_weight, vgg=vgg,
+        style_grams=style_grams(vgg, styles, args.style_size or args.image_size)
+        if style_weight else None,
+        style_loss_scale=weights if conditional else None,
+        mix_weights=None if conditional or not styles else weights / weights.sum(),
+        teacher=load_network(args.teacher) if distilling else None,
+        distill_loss=args.distill_loss, blend_probability=args.blend_probability,
+        seed=args.seed)
+
+    manager = None
+    if args.checkpoint_dir:
+        manager = tf.train.CheckpointManager(trainer.checkpoint, args.checkpoint_dir,
+                                             max_to_keep=3)
+        if manager.latest_checkpoint:
+            trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            print(f'resumed from {manager.latest_checkpoint} at step {int(trainer.step)}',
+                  flush=True)
+    # Resuming continues the data stream from a fresh seed instead of repeating early batches.
+    batches = iter(data.content_dataset(args.content, args.image_size, args.batch_size,
+                                        seed=args.seed + int(trainer.step)))
+    preview = (data.first_content_image(args.content, args.image_size)
+               if args.preview_every else None)
+    writer = tf.summary.create_file_writer(args.log_dir) if args.log_dir else None
+
+    settings = {
+        'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
+                   for path, weight in styles],
+        'mode': 'conditional' if conditional else 'mix',
+        'architecture': architecture, 'alpha': alpha, 'num_styles': num_styles,
+        'image_size': [args.image_size, args.image_size],
+        'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
+        'vgg_weights': args.vgg_weights if vgg is not None else None,
+        'content_weight': content_weight, 'style_weight': style_weight,
+        'tv_weight': args.tv_weight, 'batch_size': args.batch_size, 'steps': args.steps,
+        'learning_rate': args.learning_rate, 'seed': args.seed, 'command': command,
+    }
+    print(f'training {model.name}: {num_styles} style input(s), '
+          f'{model.count_params():,} parameters, steps {int(trainer.step)}..{args.steps}',
+          flush=True)
+    started, images_done = time.perf_counter(), 0
+    while int(trainer.step) < args.steps:
+        losses = trainer.train_step(next(batches))
+        step = int(trainer.step)
+        images_done += args.batch_size
+        if step % args.log_every == 0 or step == args.steps:
+            rate = images_done / (time.perf_counter() - started)
+            values = '  '.join(f'{name} {float(value):.4g}' for name, value in losses.items())
+            print(f'step {step}/{args.steps}  {values}  {rate:.2f} images/s', flush=True)
+            if writer:
+                with writer.as_default(step=step):
+                    for name, value in losses.items():
+                        write_scalar(f'loss/{name}', value)
+                    write_scalar('images_per_second', rate)
+        if manager and (step % args.checkpoint_every == 0 or step == args.steps):
+            manager.save(checkpoint_number=step)
+        if args.preview_every and step % args.preview_every == 0:
+            write_preview(output_dir / 'previews' / f'step_{step:07d}.png', model, trainer,
+                          preview)
+    model.save(output_dir / 'model.keras')
+    (output_dir / 'training.json').write_text(json.dumps(settings, indent=2) + '\n')
+    print(f'wrote {output_dir / "model.keras"} and training.json', flush=True)
+    return trainer
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from style_training import convert
+from style_training.convert import (DEFAULT_MIN_PSNR, QUANTIZATIONS, convert_model,
+                                    default_weight_vectors, nano_problems, operator_versions,
+                                    parity_psnr, synthetic_images)
+from style_training.metadata import read_metadata
+from style_training.tflite_runner import TFLiteStylizer
+from tiny_models import constant_model, tiny_stylizer
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
+FRITZ_H5 = SHARED_DATA / 'anchors' / 'fritz' / 'starry_night_256x256_025.h5'
+IMAGES = synthetic_images(2, 40, 56)
+
+
+@pytest.fixture(scope='module')
+def model():
+    return tiny_stylizer()
+
+
+@pytest.mark.parametrize('quantization', QUANTIZATIONS)
+def test_each_quantization_matches_keras(model, quantization, tmp_path):
+    path = tmp_path / 'model.tflite'
+    size = convert_model(model, path, quantization, representative_images=IMAGES)
+    assert size == path.stat().st_size > 0
+    results = parity_psnr(model, path, IMAGES)
+    assert all(r['problem'] is None for r in results)
+    assert min(r['psnr'] for r in results) >= DEFAULT_MIN_PSNR[quantization]
+
+
+def test_dynamic_range_quantization_shrinks_weights(model, tmp_path):
+    float_size = convert_model(model, tmp_path / 'float.tflite', 'none')
+    dynamic_size = convert_model(model, tmp_path / 'dynamic.tflite', 'dynamic')
+    assert dynamic_size < float_size
+
+
+def test_int8_io_makes_image_uint8(model, tmp_path):
+    path = tmp_path / 'int8.tflite'
+    convert_model(model, path, 'int8', representative_images=IMAGES, int8_io=True)
+    stylizer = TFLiteStylizer(path)
+    assert stylizer.image_input['dtype'] == np.uint8
+    assert stylizer.output['dtype'] == np.uint8
+    assert min(r['psnr'] for r in parity_psnr(model, path, IMAGES)) >= DEFAULT_MIN_PSNR['int8']
+
+
+def test_dynamic_size_runs_at_two_sizes(model, tmp_path):
+    path = tmp_path / 'model.tflite'
+    convert_model(model, path)
+    stylizer = TFLiteStylizer(path)
+    assert stylizer.fixed_size is None
+    for height, width in ((32, 48), (64, 40)):
+        image = synthetic_images(1, height, width)[0]
+        expected = np.asarray(model(image[None].astype(np.float32)))[0]
+        result = stylizer(image)
+        assert result.shape == (height, width, 3)
+        np.testing.assert_allclose(result, expected, atol=1e-2)
+
+
+def test_fixed_size_resizes_in_and_out(model, tmp_path):
+    path = tmp_path / 'fixed.tflite'
+    convert_model(model, path, fixed_size=(32, 48))
+    stylizer = TFLiteStylizer(path)
+    assert stylizer.fixed_size == (32, 48)
+    assert stylizer(IMAGES[0]).shape == IMAGES[0].shape
+    assert parity_psnr(model, path, IMAGES)[0]['psnr'] >= DEFAULT_MIN_PSNR['none']
+
+
+def test_multi_style_has_image_then_weights_and_weights_matter(tmp_path):
+    model = tiny_stylizer(num_styles=3)
+    path = tmp_path / 'multi.tflite'
+    convert_model(model, path, 'float16')
+    stylizer = TFLiteStylizer(path)
+    inputs = stylizer.interpreter.get_input_details()
+    assert [d['name'] for d in inputs] == ['image', 'style_weights']
+    assert [len(d['shape']) for d in inputs] == [4, 2]
+    assert stylizer.num_styles == 3
+    first, second = stylizer(IMAGES[0], [1, 0, 0]), stylizer(IMAGES[0], [0, 1, 0])
+    assert np.abs(first - second).mean() > 1.0
+    results = parity_psnr(model, path, IMAGES, default_weight_vectors(3))
+    assert len(results) == 2 * 4
+    assert min(r['psnr'] for r in results) >= DEFAULT_MIN_PSNR['float16']
+
+
+def test_parity_flags_constant_output(tmp_path):
+    model = constant_model()
+    path = tmp_path / 'constant.tflite'
+    convert_model(model, path)
+    assert {r['problem'] for r in parity_psnr(model, path, IMAGES)} == {'constant output'}
+
+
+def test_nano_op_table(model, tmp_path):
+    path = tmp_path / 'float16.tflite'
+    convert_model(model, path, 'float16')
+    versions = operator_versions(path)
+    assert 'CONV_2D' in versions and 'DEQUANTIZE' in versions
+    assert nano_problems(versions) == []
+    assert nano_problems({'TILE': 3}) == ['TILE v3 (TF 2.5 has up to v2)']
+    assert 'not in the TF 2.5 table' in nano_problems({'GELU': 1})[0]
+
+
+def test_nano_refuses_int8(capsys):
+    with pytest.raises(SystemExit, match='nano refuses int8'):
+        convert.main(['unused.keras', '--target', 'nano', '--quantization', 'int8'])
+
+
+def save_training_dir(model, directory, **training):
+    directory.mkdir()
+    model.save(directory / 'model.keras')
+    (directory / 'training.json').write_text(json.dumps(training))
+
+
+def test_cli_writes_model_and_sidecar(model, tmp_path, capsys):
+    save_training_dir(model, tmp_path / 'run', architecture='efficient', alpha=0.5,
+                      image_size=[128, 128], command='style-train --style udnie.jpg',
+                      styles=[{'name': 'udnie', 'path': 'styles/udnie.jpg', 'weight': 1.0}])
+    out = tmp_path / 'out'
+    assert convert.main([str(tmp_path / 'run'), '--output-dir', str(out), '--quantization',
+                         'float16', '--target', 'nano', '--sample-count', '2']) == 0
+    printed = capsys.readouterr().out
+    assert 'KiB' in printed and 'parity mean' in printed
+    metadata = read_metadata(out / 'udnie.json')
+    assert (out / 'udnie.tflite').exists()
+    assert metadata['painting'] == 'Udnie (1913)'
+    assert metadata['training_size'] == [128, 128]
+    assert metadata['alpha'] == 0.5
+    assert metadata['target'] == 'nano' and metadata['nano_compatible']
+    assert metadata['training_command'] == 'style-train --style udnie.jpg'
+
+
+def test_cli_fails_loudly_below_threshold(model, tmp_path):
+    save_training_dir(model, tmp_path / 'run', styles=[{'name': 'udnie', 'path': 'udnie.jpg'}])
+    with pytest.raises(SystemExit, match='PARITY CHECK FAILED'):
+        convert.main([str(tmp_path / 'run'), '--output-dir', str(tmp_path / 'out'),
+                      '--min-psnr', '200', '--sample-count', '1'])
+    assert not (tmp_path / 'out' / 'udnie.json').exists()
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(['--help'])
+    assert exit_info.value.code == 0
+    assert '--quantization' in capsys.readouterr().out
+
+
+def test_fritz_h5_converts(tmp_path):
+    if not FRITZ_H5.exists():
+        pytest.skip(f'shared data not found at {SHARED_DATA}')
+    network = pytest.importorskip('style_training.network')
+    if not hasattr(network, 'load_fritz_h5'):
+        pytest.skip('network.load_fritz_h5 not there yet')
+    assert convert.main([str(FRITZ_H5), '--output-dir', str(tmp_path), '--quantization',
+                         'float16', '--sample-count', '1', '--sample-size', '96']) == 0
+    metadata = read_metadata(tmp_path / 'starry_night.json')
+    assert metadata['architecture'] == 'fritz'
+    assert metadata['alpha'] == 0.25
+    assert metadata['training_size'] == [256, 256]

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from style_training import network
+
+FRITZ = SHARED_DATA / 'anchors' / 'fritz'
+
+
+def _random_image(height, width, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize('architecture', network.ARCHITECTURES)
+@pytest.mark.parametrize('alpha', [0.25, 0.5])
+def test_output_has_input_size_and_pixel_range(architecture, alpha):
+    model = network.build_transformer(architecture, alpha)
+    for height, width in ((37, 53), (64, 64)):
+        output = model(_random_image(height, width)).numpy()
+        assert output.shape == (1, height, width, 3)
+        assert output.min() >= 0 and output.max() <= 255
+        assert output.std() > 1  # not a constant image
+
+
+def test_efficient_needs_a_quarter_of_fritz_multiply_adds():
+    fritz = network.multiply_adds_per_megapixel(network.build_transformer('fritz', 0.25))
+    efficient = network.multiply_adds_per_megapixel(network.build_transformer('efficient', 0.25))
+    # Fritz alpha 0.25 per pixel: 9x9x3x8 + 9x9x8x3 at full resolution, 8 -> 16 up-conv 3x3 at
+    # full, ... = 12528 multiply-adds.
+    assert fritz == pytest.approx(12528e6)
+    assert efficient <= fritz / 4
+
+
+def _randomize_norms(model, seed):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, network.InstanceNorm):
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
+            layer.beta.assign(rng.uniform(-0.5, 0.5, layer.beta.shape))
+
+
+def test_conditional_one_hot_equals_single_style_network():
+    conditional = network.build_transformer('efficient', 0.25, num_styles=3)
+    _randomize_norms(conditional, seed=1)
+    single = network.build_transformer('efficient', 0.25)
+    image = _random_image(32, 40)
+    outputs = []
+    for style in range(3):
+        single.set_weights([w[style:style + 1] if w.ndim == 2 and w.shape[0] == 3 else w
+                            for w in conditional.get_weights()])
+        one_hot = np.eye(3, dtype=np.float32)[style:style + 1]
+        output = conditional([image, one_hot]).numpy()
+        np.testing.assert_allclose(output, single(image).numpy(), atol=1e-3)
+        outputs.append(output)
+    assert np.abs(outputs[0] - outputs[1]).mean() > 1
+    blend = conditional([image, np.array([[0.5, 0.5, 0]], np.float32)]).numpy()
+    assert np.abs(blend - outputs[0]).mean() > 0.1 and np.abs(blend - outputs[1]).mean() > 0.1
+
+
+def test_keras_file_round_trip(tmp_path):
+    import keras
+    model = network.build_transformer('efficient', 0.25, num_styles=2)
+    _randomize_norms(model, seed=2)
+    model.save(tmp_path / 'model.keras')
+    loaded = keras.saving.load_model(tmp_path / 'model.keras', compile=False)
+    inputs = [_random_image(21, 30), np.array([[0.3, 0.7]], np.float32)]
+    np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-4)
+
+
+@pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
+@pytest.mark.parametrize('name, architecture, alpha', [
+    ('starry_night_256x256_025.h5', 'fritz', 0.25),
+    ('starry_night.h5', 'fritz', 0.25),
+    ('starry_night_256x256_small_a03.h5', 'fritz_small', 0.3),
+])
+def test_fritz_h5_loads_and_stylizes(name, architecture, alpha):
+    from style_training.images import load_image, resize
+    assert network.fritz_h5_architecture(FRITZ / name) == (architecture, alpha)
+    model = network.load_fritz_h5(FRITZ / name)
+    image = resize(load_image(FRITZ / 'reference' / 'dog.jpg'), 256, 256).astype(np.float32)
+    output = model(image[None]).numpy()[0]
+    assert output.shape == image.shape
+    assert output.min() >= 0 and output.max() <= 255 and output.std() > 20
+    assert np.abs(output - image).mean() > 30  # stylized, not a copy
+
+
+@pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
+def test_fritz_h5_matches_fritz_tflite_export():
+    """The Fritz 640x480 TFLite export holds the same weights as starry_night_256x256_025.h5."""
+    from ai_edge_litert.interpreter import Interpreter
+    image = _random_image(640, 480, seed=3)
+    interpreter = Interpreter(str(FRITZ / 'starry_night_640x480_025.tflite'))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], image)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(interpreter.get_output_details()[0]['index'])
+    output = network.load_fritz_h5(FRITZ / 'starry_night_256x256_025.h5')(image).numpy()
+    assert np.abs(output - expected).max() < 0.5
+
