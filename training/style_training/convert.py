@@ -110,6 +110,22 @@ def _num_styles(keras_model):
     return int(keras_model.inputs[1].shape[1])
 
 
+def select_style(keras_model, index):
+    """A single-style model: the conditional `keras_model` with style `index` fixed (one-hot
+    style weights baked in as a constant), so the node runs it without a weights input."""
+    import keras
+    import tensorflow as tf
+
+    num_styles = _num_styles(keras_model)
+    if num_styles == 1:
+        raise ValueError('--select-style needs a conditional (multi-style) model')
+    one_hot = np.eye(num_styles, dtype=np.float32)[index]
+    image = keras.Input((None, None, 3), name='image')
+    weights = keras.layers.Lambda(
+        lambda x: tf.tile(tf.constant(one_hot)[None], [tf.shape(x)[0], 1]))(image)
+    return keras.Model(image, keras_model([image, weights]))
+
+
 def _calibration_inputs(images, num_styles, fixed_size):
     """Representative samples; conditional models see each style alone and an even mix."""
     rng = np.random.default_rng(0)
@@ -284,6 +300,9 @@ def build_parser():
                         help=f'parity threshold in dB (default per mode: {DEFAULT_MIN_PSNR})')
     parser.add_argument('--style', help='style name(s) for the sidecar, comma separated in '
                         'style_weights order (default: training.json or the file name)')
+    parser.add_argument('--select-style', metavar='NAME',
+                        help='conditional model: export only this style as a single-style '
+                             'model (its one-hot weights baked in)')
     parser.add_argument('--architecture', choices=sidecar.ARCHITECTURES)
     parser.add_argument('--alpha', type=float)
     parser.add_argument('--training-size', type=parse_size, help='HxW the model was trained at')
@@ -307,6 +326,12 @@ def main(argv=None):
     num_styles = _num_styles(model)
     styles, architecture, alpha, training_size = describe_source(
         args.source, training, args, num_styles)
+    if args.select_style:
+        if args.select_style not in styles:
+            raise SystemExit(f'error: --select-style {args.select_style!r} is not one of '
+                             f'{styles}')
+        model = select_style(model, styles.index(args.select_style))
+        styles, num_styles = [args.select_style], 1
     name = args.name or (sidecar.painting_key(styles[0]) if len(styles) == 1 else None)
     if not name:
         raise SystemExit('error: give --name for this model')

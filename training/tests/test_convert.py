@@ -85,6 +85,21 @@ def test_multi_style_has_image_then_weights_and_weights_matter(tmp_path):
     assert min(r['psnr'] for r in results) >= DEFAULT_MIN_PSNR['float16']
 
 
+def test_select_style_bakes_one_style_of_a_conditional_model(tmp_path):
+    model = tiny_stylizer(num_styles=3)
+    single = convert.select_style(model, 1)
+    assert len(single.inputs) == 1
+    expected = model.predict([IMAGES[0][None].astype(np.float32), np.eye(3)[1:2]], verbose=0)
+    assert np.allclose(single.predict(IMAGES[0][None].astype(np.float32), verbose=0), expected,
+                       atol=1e-4)
+    path = tmp_path / 'single.tflite'
+    convert_model(single, path, 'none')
+    assert TFLiteStylizer(path).num_styles == 1
+    assert min(r['psnr'] for r in parity_psnr(single, path, IMAGES)) >= DEFAULT_MIN_PSNR['none']
+    with pytest.raises(ValueError):
+        convert.select_style(tiny_stylizer(), 0)
+
+
 def test_parity_flags_constant_output(tmp_path):
     model = constant_model()
     path = tmp_path / 'constant.tflite'
