@@ -110,20 +110,19 @@ def _num_styles(keras_model):
     return int(keras_model.inputs[1].shape[1])
 
 
-def select_style(keras_model, index):
-    """A single-style model: the conditional `keras_model` with style `index` fixed (one-hot
-    style weights baked in as a constant), so the node runs it without a weights input."""
-    import keras
-    import tensorflow as tf
+def select_style(keras_model, index, architecture, alpha):
+    """A single-style network holding style `index` of the conditional `keras_model`: the
+    same weights, with that style's instance-norm parameters (the one-hot blend). Smaller and
+    faster than the conditional model with fixed weights."""
+    from style_training.network import build_transformer
 
     num_styles = _num_styles(keras_model)
     if num_styles == 1:
         raise ValueError('--select-style needs a conditional (multi-style) model')
-    one_hot = np.eye(num_styles, dtype=np.float32)[index]
-    image = keras.Input((None, None, 3), name='image')
-    weights = keras.layers.Lambda(
-        lambda x: tf.tile(tf.constant(one_hot)[None], [tf.shape(x)[0], 1]))(image)
-    return keras.Model(image, keras_model([image, weights]))
+    single = build_transformer(architecture, alpha)
+    single.set_weights([w[index:index + 1] if w.ndim == 2 and w.shape[0] == num_styles else w
+                        for w in keras_model.get_weights()])
+    return single
 
 
 def _calibration_inputs(images, num_styles, fixed_size):
@@ -330,7 +329,7 @@ def main(argv=None):
         if args.select_style not in styles:
             raise SystemExit(f'error: --select-style {args.select_style!r} is not one of '
                              f'{styles}')
-        model = select_style(model, styles.index(args.select_style))
+        model = select_style(model, styles.index(args.select_style), architecture, alpha)
         styles, num_styles = [args.select_style], 1
     name = args.name or (sidecar.painting_key(styles[0]) if len(styles) == 1 else None)
     if not name:

@@ -85,19 +85,26 @@ def test_multi_style_has_image_then_weights_and_weights_matter(tmp_path):
     assert min(r['psnr'] for r in results) >= DEFAULT_MIN_PSNR['float16']
 
 
-def test_select_style_bakes_one_style_of_a_conditional_model(tmp_path):
-    model = tiny_stylizer(num_styles=3)
-    single = convert.select_style(model, 1)
+def test_select_style_extracts_one_style_of_a_conditional_model(tmp_path):
+    from style_training.network import build_transformer
+    model = build_transformer('efficient', 0.25, num_styles=3)
+    for layer in model.layers:  # distinct per-style norms, so the styles differ
+        if layer.__class__.__name__ == 'InstanceNorm':
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([w + rng.normal(0, 0.5, w.shape) for w in layer.get_weights()])
+    single = convert.select_style(model, 1, 'efficient', 0.25)
     assert len(single.inputs) == 1
-    expected = model.predict([IMAGES[0][None].astype(np.float32), np.eye(3)[1:2]], verbose=0)
-    assert np.allclose(single.predict(IMAGES[0][None].astype(np.float32), verbose=0), expected,
-                       atol=1e-4)
+    image = IMAGES[0][None].astype(np.float32)
+    expected = model([image, np.eye(3, dtype=np.float32)[1:2]]).numpy()
+    other = model([image, np.eye(3, dtype=np.float32)[0:1]]).numpy()
+    assert np.allclose(single(image).numpy(), expected, atol=1e-3)
+    assert np.abs(expected - other).mean() > 1
     path = tmp_path / 'single.tflite'
     convert_model(single, path, 'none')
     assert TFLiteStylizer(path).num_styles == 1
     assert min(r['psnr'] for r in parity_psnr(single, path, IMAGES)) >= DEFAULT_MIN_PSNR['none']
     with pytest.raises(ValueError):
-        convert.select_style(tiny_stylizer(), 0)
+        convert.select_style(tiny_stylizer(), 0, 'efficient', 0.25)
 
 
 def test_parity_flags_constant_output(tmp_path):
