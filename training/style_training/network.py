@@ -177,7 +177,7 @@ def _fritz_body(x, alpha, norm, small):
     return _conv(3, 9)(x)
 
 
-def _efficient_body(image, alpha, norm, residual_blocks=5):
+def _efficient_body(image, alpha, norm, residual_blocks=3):
     """Spends its work at 1/2 and 1/4 resolution; full resolution sees only the output convs.
 
     A stride-2 3x3 conv reads the image directly (no full-resolution stem or padding), a second
