@@ -311,14 +311,15 @@ class Stylizer(object):
             out_height, out_width = height, width
         else:
             out_height, out_width = processing_height, processing_width
-        original = _resize(rgb, out_height, out_width)
         if strength == 0:
+            original = _resize(rgb, out_height, out_width)
             return original.copy() if original is rgb else original
         stylized = _resize(self._infer(_resize(rgb, processing_height, processing_width), weights),
                            out_height, out_width)
         if strength == 1:
             return stylized
-        return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0)
+        return cv2.addWeighted(stylized, strength, _resize(rgb, out_height, out_width),
+                               1.0 - strength, 0.0)
 
     def _infer(self, frame, weights):
         """Run the network on a frame already at processing size; uint8 RGB output."""
