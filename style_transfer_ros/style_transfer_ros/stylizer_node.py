@@ -373,14 +373,16 @@ class StylizerNode(Node):
             msg = self._next_frame()
             if msg is None:
                 continue
-            if self._param('lazy') and self._publisher.get_subscription_count() == 0:
-                continue
             try:
+                if self._param('lazy') and self._publisher.get_subscription_count() == 0:
+                    continue
                 self._process(msg)
             except ImageConversionError as error:
                 self._bad_frames += 1
                 self._warn_throttled('dropping bad frame: %s' % error)
             except Exception as error:  # keep painting whatever a frame or model throws
+                if not self.context.ok():  # SIGINT/SIGTERM shut rclpy down under us
+                    return
                 self._bad_frames += 1
                 self._warn_throttled('frame failed: %r' % (error,))
 
