@@ -57,6 +57,40 @@ def test_conditional_one_hot_equals_single_style_network():
     assert np.abs(blend - outputs[0]).mean() > 0.1 and np.abs(blend - outputs[1]).mean() > 0.1
 
 
+def test_efficient_network_leaves_full_resolution_to_the_output_sum(tmp_path):
+    """Speed by construction: at full resolution the TFLite graph holds only the input, the
+    upsampled 3-channel style term, the colour mix, their sum and the clip (no rescaling, no
+    tanh, no wide feature maps)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from style_training.convert import convert_model, operator_versions
+    path = tmp_path / 'efficient.tflite'
+    convert_model(network.build_transformer('efficient', 0.25), path)
+    assert 'TANH' not in operator_versions(path)
+    interpreter = Interpreter(str(path))
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]['index'], [1, 64, 96, 3])
+    interpreter.allocate_tensors()
+    full = [d['shape'] for d in interpreter.get_tensor_details()
+            if tuple(d['shape'][1:3]) == (64, 96)]
+    assert all(shape[3] == 3 for shape in full) and len(full) <= 6, full
+
+
+def test_first_efficient_network_weights_upgrade_exactly_before_the_output_clip():
+    """v1 output: 127.5 tanh(W3 (Wn x) + Wc (image / 127.5 - 1) + bc) + 127.5 per pixel (the
+    resize sits between the 1x1 convs and commutes with them); v2 is that with tanh -> clip."""
+    rng = np.random.default_rng(4)
+    body = [rng.normal(size=(3, 3)).astype(np.float32)]
+    narrow, to_rgb = rng.normal(size=(1, 1, 16, 8)), rng.normal(size=(1, 1, 8, 3))
+    colours, bias = rng.normal(size=(1, 1, 3, 3)), rng.normal(size=3)
+    upgraded = network.upgrade_efficient_v1_weights(body + [narrow, to_rgb, colours, bias])
+    assert upgraded[0] is body[0] and len(upgraded) == 4
+    features, image = rng.normal(size=(50, 16)), rng.uniform(0, 255, (50, 3))
+    v1 = features @ narrow[0, 0] @ to_rgb[0, 0] + (image / 127.5 - 1) @ colours[0, 0] + bias
+    v2 = features @ upgraded[1][0, 0] + (image / 127.5) @ upgraded[2][0, 0] + upgraded[3]
+    np.testing.assert_allclose(v2, v1, atol=1e-9)
+    with pytest.raises(ValueError, match='first-version'):
+        network.upgrade_efficient_v1_weights(upgraded)
+
+
 def test_keras_file_round_trip(tmp_path):
     import keras
     model = network.build_transformer('efficient', 0.25, num_styles=2)
