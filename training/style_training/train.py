@@ -24,6 +24,9 @@ from .images import save_image
 DEFAULT_CONTENT_WEIGHT = 1.0
 DEFAULT_STYLE_WEIGHT = 2.0
 DEFAULT_TV_WEIGHT = 0.0
+MAX_SHIFT = 4  # pixels of simulated camera motion in the stability loss
+SENSOR_NOISE = 2.0  # its sensor noise, in 0..255 units
+STABILITY_MARGIN = 8  # border pixels the stability loss ignores (they see different padding)
 
 
 class Trainer:
@@ -37,11 +40,12 @@ class Trainer:
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
-                 vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
+                 stability_weight=0.0, vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
                  teacher=None, distill_loss='l1', blend_probability=0.0, seed=0):
         self.model, self.vgg, self.teacher = model, vgg, teacher
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
+        self.stability_weight = stability_weight
         self.style_grams = style_grams
         self.num_styles = model.inputs[1].shape[-1] if len(model.inputs) > 1 else 1
         count = 1 if style_grams is None else int(style_grams[0].shape[0])
@@ -90,12 +94,29 @@ class Trainer:
         if self.tv_weight:
             losses['tv'] = self.tv_weight * tf.reduce_mean(
                 loss_network.total_variation_loss(stylized))
+        if self.stability_weight:
+            losses['stability'] = self.stability_weight * tf.reduce_mean(
+                self.stability_loss(content, style_weights, stylized))
         if self.teacher is not None:
             difference = (stylized - stylize(self.teacher, content, style_weights)) / 255.0
             pixel = tf.abs(difference) if self.distill_loss == 'l1' else tf.square(difference)
             losses['distill'] = tf.reduce_mean(pixel)
         losses['total'] = tf.add_n(list(losses.values()))
         return losses
+
+    def stability_loss(self, content, style_weights, stylized):
+        """Per image mean |f(moved view) - the same pixels of f(content)| / 255: a view shifted
+        by 0..MAX_SHIFT pixels with sensor noise, as a camera sees after a small motion, should
+        give the same output pixels, not new texture (flicker). Borders are left out."""
+        size = tf.shape(content)[1:3] - MAX_SHIFT
+        offset = self.generator.uniform([2], 0, MAX_SHIFT + 1, tf.int32)
+        moved = tf.slice(content, [0, offset[0], offset[1], 0], [-1, size[0], size[1], -1])
+        moved += self.generator.normal(tf.shape(moved), stddev=SENSOR_NOISE)
+        expected = tf.slice(stylized, [0, offset[0], offset[1], 0], [-1, size[0], size[1], -1])
+        margin = STABILITY_MARGIN
+        difference = (stylize(self.model, moved, style_weights) - expected)[
+            :, margin:-margin, margin:-margin] / 255.0
+        return tf.reduce_mean(tf.abs(difference), axis=[1, 2, 3])
 
     @tf.function
     def train_step(self, content):
@@ -131,9 +152,12 @@ def load_network(path):
 
 
 def copy_weights(source, target):
-    """Copy weights of the same architecture; a single style's instance norm parameters are
-    repeated for every style of a conditional target."""
+    """Copy weights of the same architecture (or of the first efficient network, upgraded); a
+    single style's instance norm parameters are repeated for every style of a conditional
+    target."""
     source_weights, target_weights = source.get_weights(), target.get_weights()
+    if len(source_weights) == len(target_weights) + 1:
+        source_weights = network.upgrade_efficient_v1_weights(source_weights)
     if len(source_weights) != len(target_weights):
         raise ValueError('fine-tune checkpoint has a different architecture')
     copied = []
@@ -186,6 +210,9 @@ def build_parser():
     parser.add_argument('--style-weight', type=float,
                         help=f'default {DEFAULT_STYLE_WEIGHT}, 0 with --teacher')
     parser.add_argument('--tv-weight', type=float, default=DEFAULT_TV_WEIGHT)
+    parser.add_argument('--stability-weight', type=float, default=0.0,
+                        help='weight of the output change under a small shift of the input '
+                        '(with sensor noise): higher flickers less under camera motion')
     parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
     parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
     parser.add_argument('--vgg-weights', default='hed',
@@ -241,7 +268,8 @@ def train(args, command=''):
         vgg = loss_network.build_vgg16_features(args.vgg_weights)
     weights = np.array([weight for _, weight in styles], np.float32)
     trainer = Trainer(
-        model, args.learning_rate, content_weight, style_weight, args.tv_weight, vgg=vgg,
+        model, args.learning_rate, content_weight, style_weight, args.tv_weight,
+        stability_weight=args.stability_weight, vgg=vgg,
         style_grams=style_grams(vgg, styles, args.style_size or args.image_size)
         if style_weight else None,
         style_loss_scale=weights if conditional else None,
@@ -274,7 +302,8 @@ def train(args, command=''):
         'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
         'vgg_weights': args.vgg_weights if vgg is not None else None,
         'content_weight': content_weight, 'style_weight': style_weight,
-        'tv_weight': args.tv_weight, 'batch_size': args.batch_size, 'steps': args.steps,
+        'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
+        'batch_size': args.batch_size, 'steps': args.steps,
         'learning_rate': args.learning_rate, 'seed': args.seed, 'command': command,
     }
     print(f'training {model.name}: {num_styles} style input(s), '

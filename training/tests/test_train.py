@@ -96,6 +96,41 @@ def test_distillation_reduces_pixel_loss_without_vgg(content_dir):
         before['distill'])
 
 
+def test_stability_loss_measures_change_under_small_camera_motion(content_dir):
+    """A per-pixel network moves exactly with the content, so only the sensor noise is left
+    (E|N(0, 2)| / 255); strided convolutions with random weights do not."""
+    batch = _fixed_batch(content_dir, size=48)
+    image = keras.Input((None, None, 3))
+    per_pixel = keras.Model(image, keras.layers.Rescaling(1.0)(image))
+    losses = []
+    for model in (per_pixel, network.build_transformer('efficient', 0.25)):
+        trainer = train.Trainer(model, 1e-3, stability_weight=1.0, seed=5)
+        stylized = train.stylize(model, batch, None)
+        losses.append(float(tf.reduce_mean(trainer.stability_loss(batch, None, stylized))))
+    noise_only = 2.0 * np.sqrt(2 / np.pi) / 255
+    assert losses[0] == pytest.approx(noise_only, rel=0.15)
+    assert losses[1] > 2 * noise_only
+    trainer = train.Trainer(per_pixel, 1e-3, stability_weight=3.0, seed=5)
+    assert set(trainer.losses(batch, tf.ones([2, 1]))) == {'stability', 'total'}
+
+
+def test_fine_tune_from_a_first_version_efficient_checkpoint():
+    old_layout = network.build_transformer('efficient', 0.25)
+    weights = old_layout.get_weights()
+    rng = np.random.default_rng(1)
+    v1_weights = weights[:-3] + [rng.normal(size=(1, 1, 16, 8)).astype(np.float32),
+                                 rng.normal(size=(1, 1, 8, 3)).astype(np.float32)] + weights[-2:]
+
+    class V1Checkpoint:
+        def get_weights(self):
+            return v1_weights
+
+    target = network.build_transformer('efficient', 0.25, num_styles=2)
+    train.copy_weights(V1Checkpoint(), target)
+    np.testing.assert_allclose(target.get_weights()[-3][0, 0],
+                               v1_weights[-4][0, 0] @ v1_weights[-3][0, 0], rtol=1e-5)
+
+
 def _train_cli(tmp_path, content_dir, style_paths, steps, *extra):
     return train.train(train.build_parser().parse_args([
         '--style', f'{style_paths[0]}:1,{style_paths[1]}:2', '--mode', 'conditional',
