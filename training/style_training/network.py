@@ -81,6 +81,20 @@ class ReflectPadToMultiple(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package='style_training')
+class ReflectPadTopLeft(layers.Layer):
+    """Reflect-pads one pixel at the top and left. A 'valid' stride-2 3x3 conv after it
+    centres output pixel j on input pixel 2j ('same' padding centres it on 2j + 1), which is
+    where a TF1-style 2x bilinear resize puts it back: nothing is shifted."""
+
+    def call(self, x):
+        return tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]], mode='REFLECT')
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:1]) + tuple(None if size is None else size + 1
+                                               for size in input_shape[1:3]) + (input_shape[3],)
+
+
+@keras.saving.register_keras_serializable(package='style_training')
 class CropToMatch(layers.Layer):
     """Crops [x, reference] to the reference's height and width (undoes ReflectPadToMultiple)."""
 
@@ -224,8 +238,8 @@ def _fritz_body(x, alpha, norm, small):
 def _efficient_body(image, alpha, norm, residual_blocks=3):
     """Spends its work at 1/2 and 1/4 resolution; full resolution sees only the output sum.
 
-    A stride-2 3x3 conv reads the raw image directly (no full-resolution stem, padding or
-    rescaling), a second one reaches 1/4 resolution, where depthwise-separable residual blocks
+    A stride-2 3x3 conv reads the raw image directly (no full-resolution stem or rescaling;
+    a one-pixel pad centres it on the pixels the final upsampling returns to), a second one reaches 1/4 resolution, where depthwise-separable residual blocks
     do most of the work. The decoder reduces channels with 1x1 convs before each bilinear 2x
     resize (no depth-to-space, whose block grid shows and flickers) and adds the 1/2-resolution
     features back. The output is, per pixel, the upsampled 3-channel style term plus a 1x1 mix
@@ -247,8 +261,8 @@ def _efficient_body(image, alpha, norm, residual_blocks=3):
         return ResizeLike(half_pixel_centers=False)([x, reference])
 
     pixels_in = 1 / 127.5  # the first conv learns on -1..1 (the IN removes the offset)
-    half = relu_norm(ScaledConv2D(middle, 3, strides=2, padding='same', use_bias=False,
-                                  input_scale=pixels_in)(image))
+    half = relu_norm(ScaledConv2D(middle, 3, strides=2, use_bias=False,
+                                  input_scale=pixels_in)(ReflectPadTopLeft()(image)))
     x = relu_norm(_conv(wide, 3, 2)(half))
     for _ in range(residual_blocks):
         y = relu_norm(separable(x, wide, 3))

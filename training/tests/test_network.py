@@ -74,6 +74,20 @@ def test_efficient_network_leaves_full_resolution_to_the_output_sum(tmp_path):
     assert all(shape[3] == 3 for shape in full) and len(full) <= 6, full
 
 
+def test_efficient_half_resolution_pixel_j_is_centred_on_image_pixel_2j():
+    """Where the TF1-style 2x upsampling puts it back, so the style term is not shifted
+    against the image's edges."""
+    import keras
+    model = network.build_transformer('efficient', 0.25)
+    first = next(layer for layer in model.layers if isinstance(layer, network.ScaledConv2D))
+    first.kernel.assign(np.ones(first.kernel.shape) * np.array([1, 2, 1])[:, None, None, None])
+    image = np.zeros((1, 24, 32, 3), np.float32)
+    image[0, 10, 14] = 127.5
+    response = keras.Model(model.input, first.output)(image).numpy()[0, ..., 0]
+    assert response.shape == (12, 16)
+    assert np.argwhere(response > 0).tolist() == [[5, 7]]  # 'same' padding: rows 4 and 5
+
+
 def test_first_efficient_network_weights_upgrade_exactly_before_the_output_clip():
     """v1 output: 127.5 tanh(W3 (Wn x) + Wc (image / 127.5 - 1) + bc) + 127.5 per pixel (the
     resize sits between the 1x1 convs and commutes with them); v2 is that with tanh -> clip."""
