@@ -81,13 +81,14 @@ class ReflectPadToMultiple(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package='style_training')
-class ReflectPadTopLeft(layers.Layer):
-    """Reflect-pads one pixel at the top and left. A 'valid' stride-2 3x3 conv after it
+class EdgePadTopLeft(layers.Layer):
+    """Repeats the top row and left column once. A 'valid' stride-2 3x3 conv after it
     centres output pixel j on input pixel 2j ('same' padding centres it on 2j + 1), which is
-    where a TF1-style 2x bilinear resize puts it back: nothing is shifted."""
+    where a TF1-style 2x bilinear resize puts it back: nothing is shifted. (SYMMETRIC, unlike
+    REFLECT, also works on a 1-pixel-high input, where TFLite's MIRROR_PAD would refuse.)"""
 
     def call(self, x):
-        return tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]], mode='REFLECT')
+        return tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]], mode='SYMMETRIC')
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:1]) + tuple(None if size is None else size + 1
@@ -262,7 +263,7 @@ def _efficient_body(image, alpha, norm, residual_blocks=3):
 
     pixels_in = 1 / 127.5  # the first conv learns on -1..1 (the IN removes the offset)
     half = relu_norm(ScaledConv2D(middle, 3, strides=2, use_bias=False,
-                                  input_scale=pixels_in)(ReflectPadTopLeft()(image)))
+                                  input_scale=pixels_in)(EdgePadTopLeft()(image)))
     x = relu_norm(_conv(wide, 3, 2)(half))
     for _ in range(residual_blocks):
         y = relu_norm(separable(x, wide, 3))

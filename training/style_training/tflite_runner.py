@@ -36,7 +36,9 @@ class TFLiteStylizer:
         signature = self.image_input['shape_signature']
         self.fixed_size = None if min(signature[1:3]) < 0 else tuple(int(v) for v in signature[1:3])
         self.num_styles = int(self.weights_input['shape'][1]) if self.weights_input else 1
-        self.interpreter.allocate_tensors()
+        self.allocated_size = None  # dynamic models allocate at the first image's size
+        if self.fixed_size:
+            self.interpreter.allocate_tensors()
 
     def __call__(self, image, style_weights=None):
         """image: [H, W, 3] RGB 0..255 (uint8 or float); returns float32 [H, W, 3] 0..255."""
@@ -44,9 +46,10 @@ class TFLiteStylizer:
         pixels = np.asarray(image, np.float32)
         if self.fixed_size:
             pixels = resize(pixels, *self.fixed_size)
-        elif tuple(self.image_input['shape'][1:3]) != (height, width):
+        elif self.allocated_size != (height, width):
             self.interpreter.resize_tensor_input(self.image_input['index'], [1, height, width, 3])
             self.interpreter.allocate_tensors()
+            self.allocated_size = (height, width)
             self.image_input = self._details(self.image_input['index'])
             self.output = self._details(self.output['index'], output=True)
         self._set(self.image_input, pixels[None])

@@ -15,7 +15,8 @@ def _random_image(height, width, seed=0):
 @pytest.mark.parametrize('alpha', [0.25, 0.5])
 def test_output_has_input_size_and_pixel_range(architecture, alpha):
     model = network.build_transformer(architecture, alpha)
-    for height, width in ((37, 53), (64, 64)):
+    tiny = ((2, 3),) if architecture == 'efficient' else ()  # Fritz's reflect pad needs 4+ px
+    for height, width in ((37, 53), (64, 64)) + tiny:
         output = model(_random_image(height, width)).numpy()
         assert output.shape == (1, height, width, 3)
         assert output.min() >= 0 and output.max() <= 255
