@@ -85,15 +85,25 @@ def content_loss(features, target_features):
     return error / (tf.reduce_mean(tf.square(target_features), axis=[1, 2, 3]) + RELATIVE_EPSILON)
 
 
-def style_loss(style_features, target_grams):
-    """Sum over layers of the mean squared Gram difference relative to the target Gram's mean
-    square, per image: [B]. Without that, block1 outweighs block4 by about 10^8 (feature
-    magnitudes), so the deep layers, which carry the brush strokes, would not count.
+STYLE_DISTANCES = ('squared', 'relative')
+
+
+def style_loss(style_features, target_grams, distance='squared'):
+    """Sum over layers of the Gram difference relative to the target Gram, per image: [B].
+    Without normalizing, block1 outweighs block4 by about 10^8 (feature magnitudes), so the
+    deep layers, which carry the brush strokes, would not count.
+
+    distance 'squared': mean squared difference / mean square of the target (Johnson-like;
+    chases the worst layer, usually block4, which costs content). 'relative': the square root
+    of that, ||G - T||_F / ||T||_F, the evaluation's style distance: every layer counts alike.
     target_grams: one [B, C, C] (or broadcastable [1, C, C]) tensor per layer."""
+    if distance not in STYLE_DISTANCES:
+        raise ValueError(f'distance must be one of {STYLE_DISTANCES}, not {distance!r}')
     losses = []
     for features, target in zip(style_features, target_grams):
         error = tf.reduce_mean(tf.square(gram_matrix(features) - target), axis=[1, 2])
-        losses.append(error / (tf.reduce_mean(tf.square(target), axis=[1, 2]) + RELATIVE_EPSILON))
+        ratio = error / (tf.reduce_mean(tf.square(target), axis=[1, 2]) + RELATIVE_EPSILON)
+        losses.append(ratio if distance == 'squared' else tf.sqrt(ratio + RELATIVE_EPSILON))
     return tf.add_n(losses)
 
 

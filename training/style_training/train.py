@@ -40,12 +40,13 @@ class Trainer:
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
-                 stability_weight=0.0, vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
+                 stability_weight=0.0, style_distance='squared', vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
                  teacher=None, distill_loss='l1', blend_probability=0.0, seed=0):
         self.model, self.vgg, self.teacher = model, vgg, teacher
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
         self.stability_weight = stability_weight
+        self.style_distance = style_distance
         self.style_grams = style_grams
         self.num_styles = model.inputs[1].shape[-1] if len(model.inputs) > 1 else 1
         count = 1 if style_grams is None else int(style_grams[0].shape[0])
@@ -90,7 +91,8 @@ class Trainer:
                 targets = loss_network.blended_grams(self.style_grams, style_weights)
                 scale = tf.linalg.matvec(style_weights, self.style_loss_scale)
                 losses['style'] = self.style_weight * tf.reduce_mean(
-                    scale * loss_network.style_loss(stylized_features, targets))
+                    scale * loss_network.style_loss(stylized_features, targets,
+                                                    self.style_distance))
         if self.tv_weight:
             losses['tv'] = self.tv_weight * tf.reduce_mean(
                 loss_network.total_variation_loss(stylized))
@@ -209,6 +211,9 @@ def build_parser():
                         help=f'default {DEFAULT_CONTENT_WEIGHT}, 0 with --teacher')
     parser.add_argument('--style-weight', type=float,
                         help=f'default {DEFAULT_STYLE_WEIGHT}, 0 with --teacher')
+    parser.add_argument('--style-distance', choices=loss_network.STYLE_DISTANCES,
+                        default='squared', help="per-layer Gram error: 'squared' (relative "
+                        "MSE) or 'relative' (its square root, the evaluation's style distance)")
     parser.add_argument('--tv-weight', type=float, default=DEFAULT_TV_WEIGHT)
     parser.add_argument('--stability-weight', type=float, default=0.0,
                         help='weight of the output change under a small shift of the input '
@@ -269,7 +274,7 @@ def train(args, command=''):
     weights = np.array([weight for _, weight in styles], np.float32)
     trainer = Trainer(
         model, args.learning_rate, content_weight, style_weight, args.tv_weight,
-        stability_weight=args.stability_weight, vgg=vgg,
+        stability_weight=args.stability_weight, style_distance=args.style_distance, vgg=vgg,
         style_grams=style_grams(vgg, styles, args.style_size or args.image_size)
         if style_weight else None,
         style_loss_scale=weights if conditional else None,
@@ -302,6 +307,7 @@ def train(args, command=''):
         'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
         'vgg_weights': args.vgg_weights if vgg is not None else None,
         'content_weight': content_weight, 'style_weight': style_weight,
+        'style_distance': args.style_distance,
         'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
         'batch_size': args.batch_size, 'steps': args.steps,
         'learning_rate': args.learning_rate, 'seed': args.seed, 'command': command,

@@ -54,3 +54,19 @@ def test_losses_vanish_on_their_own_targets(vgg):
     assert np.all(loss_network.content_loss(vgg(other)[2], features[2]).numpy() > 0.01)
     assert np.all(loss_network.total_variation_loss(np.full((1, 8, 8, 3), 90.0)).numpy() == 0)
     assert np.all(loss_network.total_variation_loss(image).numpy() > 0.1)
+
+
+def test_relative_style_distance_is_the_evaluations_and_the_root_of_squared(vgg):
+    """'relative' = sum over layers of ||G - T||_F / ||T||_F, what style-evaluate averages."""
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    targets = [loss_network.gram_matrix(f) for f in vgg(image * 0.7 + 20)]
+    features = vgg(image)
+    expected = sum(np.linalg.norm(loss_network.gram_matrix(f)[0] - t[0]) / np.linalg.norm(t[0])
+                   for f, t in zip(features, targets))
+    relative = loss_network.style_loss(features, targets, 'relative').numpy()[0]
+    squared = loss_network.style_loss(features, targets, 'squared').numpy()[0]
+    assert relative == pytest.approx(expected, rel=1e-4)
+    assert squared < relative  # each layer's ratio is below 1 here, so its square is smaller
+    with pytest.raises(ValueError, match='distance'):
+        loss_network.style_loss(features, targets, 'l1')
