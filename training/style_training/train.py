@@ -153,6 +153,23 @@ def load_network(path):
                                    compile=False)
 
 
+def one_style_of(conditional, path, style):
+    """The single-style network holding `style` of a conditional checkpoint; the style order
+    comes from the training.json beside it."""
+    from .convert import select_style
+    path = Path(path)
+    settings = path / 'training.json' if path.is_dir() else path.parent / 'training.json'
+    try:
+        info = json.loads(settings.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f'error: --fine-tune-style needs the style order from {settings}: {error}')
+    names = [entry['name'] for entry in info['styles']]
+    if style not in names or info.get('num_styles', 1) < 2:
+        raise SystemExit(f'error: {path} is not a conditional network with style {style!r} '
+                         f'(styles: {names})')
+    return select_style(conditional, names.index(style), info['architecture'], info['alpha'])
+
+
 def copy_weights(source, target):
     """Copy weights of the same architecture (or of the first efficient network, upgraded); a
     single style's instance norm parameters are repeated for every style of a conditional
@@ -229,6 +246,9 @@ def build_parser():
     parser.add_argument('--fine-tune-checkpoint',
                         help='start from these weights (our .keras or a Fritz .h5, whose '
                         'architecture and alpha then replace --architecture/--alpha)')
+    parser.add_argument('--fine-tune-style', metavar='NAME',
+                        help='with a conditional --fine-tune-checkpoint: start from this one '
+                        'style of it')
     parser.add_argument('--checkpoint-dir', help='save here and resume from the latest')
     parser.add_argument('--checkpoint-every', type=int, default=1000)
     parser.add_argument('--log-dir', help='TensorBoard scalars')
@@ -261,6 +281,10 @@ def train(args, command=''):
     num_styles = len(styles) if conditional else 1
 
     fine_tune = load_network(args.fine_tune_checkpoint) if args.fine_tune_checkpoint else None
+    if args.fine_tune_style:
+        if fine_tune is None:
+            raise SystemExit('error: --fine-tune-style needs --fine-tune-checkpoint')
+        fine_tune = one_style_of(fine_tune, args.fine_tune_checkpoint, args.fine_tune_style)
     architecture, alpha = args.architecture, args.alpha
     if fine_tune is not None and args.fine_tune_checkpoint.endswith('.h5'):
         architecture, alpha = network.fritz_h5_architecture(args.fine_tune_checkpoint)
@@ -305,6 +329,7 @@ def train(args, command=''):
         'architecture': architecture, 'alpha': alpha, 'num_styles': num_styles,
         'image_size': [args.image_size, args.image_size],
         'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
+        'fine_tune_style': args.fine_tune_style,
         'vgg_weights': args.vgg_weights if vgg is not None else None,
         'content_weight': content_weight, 'style_weight': style_weight,
         'style_distance': args.style_distance,

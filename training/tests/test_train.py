@@ -175,3 +175,20 @@ def test_fine_tune_from_fritz_h5_into_conditional_network():
     image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(conditional([image, np.array([[0.0, 1.0]], np.float32)]),
                                fritz(image), atol=1e-3)
+
+
+def test_fine_tune_style_takes_one_style_of_a_conditional_checkpoint(tmp_path):
+    conditional = network.build_transformer('efficient', 0.25, num_styles=2)
+    rng = np.random.default_rng(3)
+    conditional.set_weights([rng.normal(1, 0.3, w.shape).astype(np.float32) if w.ndim == 2
+                             else w for w in conditional.get_weights()])
+    conditional.save(tmp_path / 'model.keras')
+    (tmp_path / 'training.json').write_text(json.dumps({
+        'styles': [{'name': 'a'}, {'name': 'b'}], 'num_styles': 2,
+        'architecture': 'efficient', 'alpha': 0.25}))
+    single = train.one_style_of(train.load_network(tmp_path), tmp_path / 'model.keras', 'b')
+    image = rng.uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(single(image), conditional([image, np.array([[0.0, 1.0]])]),
+                               atol=1e-3)
+    with pytest.raises(SystemExit, match="style 'c'"):
+        train.one_style_of(conditional, tmp_path, 'c')
