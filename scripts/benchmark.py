@@ -27,7 +27,7 @@ from demo import REPO, NodeProcess, Spinner, stamp_ns  # checks the DDS set-up
 from style_transfer_interfaces.srv import ListStyles
 from style_transfer_ros.catalog import Catalog
 from style_transfer_ros.image_conversion import rgb_to_image_msg
-from style_transfer_ros.stylizer import Stylizer, find_runtime
+from style_transfer_ros.stylizer import ModelError, Stylizer, find_runtime
 
 ANCHOR = os.path.join(REPO, '..', 'shared', 'data', 'anchors', 'fritz',
                       'starry_night_640x480_025.tflite')
@@ -69,10 +69,14 @@ def quantization(model_path):
 
 def bare_table(model_paths, repeats):
     """ms/frame for every model, size and thread count; fps ratios to the anchor."""
-    results = {}
+    results, failures = {}, {}
     for path in model_paths:
         for threads in THREADS:
-            stylizer = Stylizer(path, num_threads=threads, processing_size=0)
+            try:
+                stylizer = Stylizer(path, num_threads=threads, processing_size=0)
+            except ModelError as error:  # e.g. an int8 model this runtime cannot run
+                failures[path] = str(error)
+                break
             for size in FRAME_SIZES:
                 results[path, threads, size] = median_ms(
                     stylizer, sample_frame(*size), repeats, equal_weights(stylizer))
@@ -85,6 +89,11 @@ def bare_table(model_paths, repeats):
         is_anchor = path == ANCHOR
         name = 'Fritz anchor %s [1]' % os.path.basename(path) if is_anchor else \
             os.path.basename(path)
+        if path in failures:
+            lines.append('| %s | %s | %.0f | - | fails: %s |' % (
+                name, quantization(path), os.path.getsize(path) / 1024.0,
+                failures[path].replace('|', '/').replace('\n', ' ')))
+            continue
         for threads in THREADS:
             cells = [name, 'none' if is_anchor else quantization(path),
                      '%.0f' % (os.path.getsize(path) / 1024.0), str(threads)]
@@ -203,6 +212,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model-dir', default=os.path.join(REPO, 'style_transfer_ros', 'models'),
                         help='folder of *.tflite models (every file is timed)')
+    parser.add_argument('--extra-model', action='append', default=[],
+                        help='also time this .tflite in the bare table (e.g. other '
+                        'quantizations of a shipped model); repeatable')
     parser.add_argument('--repeats', type=int, default=20, help='timed runs per figure')
     parser.add_argument('--style', help='node style (default: starry_night, else the first '
                         'catalog style)')
@@ -221,6 +233,7 @@ def main():
              'it always runs at that size, with frames resized in and out, so both frame sizes '
              'cost about the same. "x anchor" is a model\'s fps divided by the anchor\'s at '
              'the same frame size and threads.']
+    model_paths += [os.path.abspath(path) for path in args.extra_model]
     if os.path.isfile(ANCHOR):
         model_paths.append(ANCHOR)
     else:

@@ -3,7 +3,7 @@
     ros2 launch style_transfer_ros nano.launch.py                       # USB webcam
     ros2 launch style_transfer_ros nano.launch.py camera:=csi           # Jetson CSI camera
     ros2 launch style_transfer_ros nano.launch.py camera:=none image_topic:=/my/image
-    ros2 launch style_transfer_ros nano.launch.py style:=the_scream threads:=4 view:=true
+    ros2 launch style_transfer_ros nano.launch.py style:=the_scream threads:=3 view:=true
 
 camera:=usb runs v4l2_camera (apt: ros-humble-v4l2-camera) with rgb8 output; camera:=csi runs
 gscam (ros-humble-gscam) with an nvarguscamerasrc pipeline; camera:=none stylizes an existing
@@ -52,8 +52,9 @@ def generate_launch_description():
                               description='Topic the node publishes'),
         DeclareLaunchArgument('style', default_value='starry_night',
                               description='Style at start-up (see ~/list_styles)'),
-        DeclareLaunchArgument('threads', default_value='4',
-                              description='TFLite interpreter threads'),
+        DeclareLaunchArgument('threads', default_value='3',
+                              description='TFLite interpreter threads (leave a core for '
+                              'the camera and DDS)'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', 'nano.yaml'),
                               description='Node parameter file'),

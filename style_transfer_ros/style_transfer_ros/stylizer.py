@@ -332,14 +332,23 @@ class Stylizer(object):
         elif self._allocated_shape is None:
             interpreter.allocate_tensors()
             self._allocated_shape = shape
-        interpreter.set_tensor(self._image['index'],
-                               cv2.LUT(np.ascontiguousarray(frame), self._input_lut)[np.newaxis])
+        if self.input_dtype == np.float32:
+            # Convert straight into the interpreter's input buffer: one pass, no copies. The
+            # view must be gone before invoke() (the runtimes refuse to run while one exists).
+            buffer = interpreter.tensor(self._image['index'])()
+            np.copyto(buffer[0], frame, casting='unsafe')
+            del buffer
+        else:
+            interpreter.set_tensor(self._image['index'], cv2.LUT(
+                np.ascontiguousarray(frame), self._input_lut)[np.newaxis])
         if weights is not None:
             interpreter.set_tensor(self._weights_index, weights.astype(np.float32)[np.newaxis])
         interpreter.invoke()
-        output = interpreter.get_tensor(self._output['index'])[0]
         if self._output_lut is not None:
-            return cv2.LUT(output.view(np.uint8), self._output_lut)
-        # get_tensor returns a copy, so clamping in place is safe; the cast rounds.
-        np.maximum(output, 0.0, out=output)
-        return cv2.convertScaleAbs(output)
+            return cv2.LUT(interpreter.get_tensor(self._output['index'])[0].view(np.uint8),
+                           self._output_lut)
+        output = interpreter.tensor(self._output['index'])()
+        # Rounds and saturates to 0..255 in one pass, straight from the output buffer.
+        stylized = cv2.add(output[0], 0.0, dtype=cv2.CV_8U)
+        del output
+        return stylized
