@@ -355,7 +355,9 @@ def main():
     parser.add_argument('--fps', type=float, default=20.0, help='camera publish rate')
     parser.add_argument('--processing-size', type=int, default=0,
                         help="longest side the model sees; 0 = the frame's size")
-    parser.add_argument('--threads', type=int, default=2, help='TFLite threads in the node')
+    parser.add_argument('--threads', type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                        help='TFLite threads in the node (default: one core left for this '
+                        'camera stream and DDS)')
     parser.add_argument('--png-every', type=int, default=5, help='save every k-th frame as PNG')
     parser.add_argument('--max-pngs', type=int, default=100, help='at most this many PNGs')
     run(parser.parse_args())
