@@ -250,10 +250,11 @@ class Stylizer(object):
         self._output_lut = self._make_output_lut()
 
     def _make_input_lut(self):
-        """Map each uint8 pixel value to the network's input value (quantized if needed)."""
-        values = np.arange(256, dtype=np.float64)
+        """Map each uint8 pixel value to the network's quantized input; None for float input
+        (the frame is converted straight into the input buffer)."""
         if self.input_dtype == np.float32:
-            return values.astype(np.float32)
+            return None
+        values = np.arange(256, dtype=np.float64)
         scale, zero_point = _quantization(self._image)
         info = np.iinfo(self.input_dtype)
         return np.clip(np.rint(values / scale + zero_point), info.min, info.max).astype(self.input_dtype)
@@ -332,7 +333,7 @@ class Stylizer(object):
         elif self._allocated_shape is None:
             interpreter.allocate_tensors()
             self._allocated_shape = shape
-        if self.input_dtype == np.float32:
+        if self._input_lut is None:
             # Convert straight into the interpreter's input buffer: one pass, no copies. The
             # view must be gone before invoke() (the runtimes refuse to run while one exists).
             buffer = interpreter.tensor(self._image['index'])()

@@ -240,10 +240,11 @@ def _efficient_body(image, alpha, norm, residual_blocks=3):
     """Spends its work at 1/2 and 1/4 resolution; full resolution sees only the output sum.
 
     A stride-2 3x3 conv reads the raw image directly (no full-resolution stem or rescaling;
-    a one-pixel pad centres it on the pixels the final upsampling returns to), a second one reaches 1/4 resolution, where depthwise-separable residual blocks
-    do most of the work. The decoder reduces channels with 1x1 convs before each bilinear 2x
-    resize (no depth-to-space, whose block grid shows and flickers) and adds the 1/2-resolution
-    features back. The output is, per pixel, the upsampled 3-channel style term plus a 1x1 mix
+    a one-pixel pad centres it on the pixels the final upsampling returns to), a second one
+    reaches 1/4 resolution, where depthwise-separable residual blocks do most of the work.
+    The decoder reduces channels with 1x1 convs before each bilinear 2x resize (no
+    depth-to-space, whose block grid shows and flickers) and adds the 1/2-resolution features
+    back. The output is, per pixel, the upsampled 3-channel style term plus a 1x1 mix
     of the image's own colours, which keeps edges where they are: content detail stays crisp
     and stable under small camera motion. Clipping to 0..255 replaces tanh (no full-resolution
     transcendental). Resizes go to the exact size of the matching tensor, so any height and

@@ -40,8 +40,9 @@ class Trainer:
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
-                 stability_weight=0.0, style_distance='squared', vgg=None, style_grams=None, style_loss_scale=None, mix_weights=None,
-                 teacher=None, distill_loss='l1', blend_probability=0.0, seed=0):
+                 stability_weight=0.0, style_distance='squared', vgg=None, style_grams=None,
+                 style_loss_scale=None, mix_weights=None, teacher=None, distill_loss='l1',
+                 blend_probability=0.0, seed=0):
         self.model, self.vgg, self.teacher = model, vgg, teacher
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
