@@ -1,18 +1,28 @@
 """The style catalog: models found in the model directories, and style selection.
 
-A model `foo.tflite` is listed when a sidecar `foo.json` describes it (see
-the metadata contract in the README). Plain Python, no ROS and no TFLite.
+A model `foo.tflite` is listed when a sidecar `foo.json` describes it and the file is a
+TFLite model (see model_contract). Plain Python, no ROS and no TFLite.
 """
 import collections
 import glob
-import json
 import os
-import re
 
+from style_transfer_ros.model_contract import (model_file_problem, read_sidecar,
+                                               sidecar_path)
 from style_transfer_ros.stylizer import validate_style_weights
 
-NAME_PATTERN = re.compile(r'^[a-z0-9_]+$')
-TARGETS = ('current', 'nano')
+MAX_ECHO = 80  # characters of a request repeated in an error message
+
+
+def clip(text):
+    """text cut to MAX_ECHO characters: a huge request must not flood replies and logs."""
+    text = str(text)
+    return text[:MAX_ECHO] + '...' if len(text) > MAX_ECHO else text
+
+
+def looks_like_path(style):
+    """True for requests that can only mean a file (no catalog name has '.', '/' or '~')."""
+    return style.startswith(('.', '~', os.sep)) or style.endswith('.tflite')
 
 
 class SelectionError(ValueError):
@@ -33,7 +43,6 @@ class StyleEntry(object):
         self.quantization = metadata.get('quantization', '')
         self.style_names = list(metadata.get('style_names', []))
         self.target = metadata.get('target', 'current')
-        self.alternatives = []  # same name, built for another runtime target
 
     @property
     def label(self):
@@ -61,71 +70,44 @@ class StyleSelection(object):
         return '{}: {}'.format(self.entry.name, ' + '.join(parts))
 
 
-def read_sidecar(model_path):
-    """Return the sidecar metadata of model_path; raise ValueError saying what is wrong."""
-    sidecar_path = os.path.splitext(model_path)[0] + '.json'
-    if not os.path.isfile(sidecar_path):
-        raise ValueError('no sidecar {}'.format(os.path.basename(sidecar_path)))
-    try:
-        with open(sidecar_path) as sidecar_file:
-            metadata = json.load(sidecar_file)
-    except (OSError, ValueError) as error:
-        raise ValueError('unreadable sidecar {}: {}'.format(os.path.basename(sidecar_path), error))
-    if not isinstance(metadata, dict):
-        raise ValueError('sidecar is not a JSON object')
-    if metadata.get('format_version') != 1:
-        raise ValueError('unsupported sidecar format_version {!r} (expected 1)'.format(
-            metadata.get('format_version')))
-    name = metadata.get('name')
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ValueError('sidecar name {!r} is not [a-z0-9_]+'.format(name))
-    style_names = metadata.get('style_names', [])
-    if not isinstance(style_names, list) or len(set(style_names)) != len(style_names) or not all(
-            isinstance(s, str) and NAME_PATTERN.match(s) for s in style_names):
-        raise ValueError('style_names must be a list of unique [a-z0-9_]+ names')
-    if metadata.get('target', 'current') not in TARGETS:
-        raise ValueError('target must be one of {}'.format(TARGETS))
-    return metadata
-
-
 class Catalog(object):
-    """Models with sidecars found in model_dirs (not recursive), in directory order.
+    """Usable models found in model_dirs (not recursive), in directory order.
 
-    When two files share a name with different sidecar targets ('current', 'nano'), the one
-    for `target` (see stylizer.runtime_target) is listed; the other is in its alternatives.
+    A file without a valid sidecar, or that is no TFLite model, is skipped with a line in
+    `problems`. When two files share a name with different sidecar targets ('current',
+    'nano'), the one for `target` (see stylizer.runtime_target) is listed.
     """
 
     def __init__(self, model_dirs, target='current'):
         self.model_dirs = [os.path.realpath(d) for d in model_dirs]
         self.entries = collections.OrderedDict()
         self.problems = []
+        self._skipped = {}  # name -> why its model file was skipped, to answer requests for it
         for directory in self.model_dirs:
             if not os.path.isdir(directory):
                 self.problems.append('model directory {} does not exist'.format(directory))
                 continue
             for model_path in sorted(glob.glob(os.path.join(directory, '*.tflite'))):
-                try:
-                    entry = StyleEntry(None, model_path, read_sidecar(model_path))
-                except ValueError as error:
-                    self.problems.append('{}: {}; skipped'.format(model_path, error))
-                    continue
-                entry.name = entry.metadata['name']
-                self._add(entry, target)
+                self._scan(model_path, target)
 
-    def _add(self, entry, target):
+    def _scan(self, model_path, target):
+        try:
+            metadata = read_sidecar(sidecar_path(model_path))
+        except ValueError as error:
+            self.problems.append('{}: {}; skipped'.format(model_path, error))
+            return
+        problem = model_file_problem(model_path)
+        if problem:
+            self._skipped[metadata['name']] = '{}: {}'.format(model_path, problem)
+            self.problems.append(self._skipped[metadata['name']] + '; skipped')
+            return
+        entry = StyleEntry(metadata['name'], model_path, metadata)
         existing = self.entries.get(entry.name)
-        if existing is None:
+        if existing is None or (existing.target != entry.target and entry.target == target):
             self.entries[entry.name] = entry
-        elif existing.target != entry.target:
-            chosen, other = (entry, existing) if entry.target == target else (existing, entry)
-            chosen.alternatives = existing.alternatives + [other]
-            self.entries[entry.name] = chosen
-        else:
+        elif existing.target == entry.target:
             self.problems.append('{}: name {!r} is already used by {}; skipped'.format(
                 entry.model_path, entry.name, existing.model_path))
-
-    def get(self, name):
-        return self.entries.get(name)
 
     def available(self):
         """Every selectable style string, for error messages and listings."""
@@ -143,18 +125,20 @@ class Catalog(object):
         weights); a .tflite path inside a model directory (only with
         allow_model_paths; relative paths are looked up in the model
         directories); or empty with blend_styles (+ blend_weights, equal if
-        empty) naming styles of one multi-style model.
+        empty) naming styles of one multi-style model. Anything that looks
+        like a path is treated as one.
         """
         style = (style or '').strip()
         blend_styles = list(blend_styles)
         blend_weights = list(blend_weights)
-        if style.endswith('.tflite'):
+        if looks_like_path(style):
             return self._resolve_path(style, blend_weights, allow_model_paths)
         if '/' in style:
             model_name, style_name = style.split('/', 1)
             entry = self._entry(model_name)
             if blend_styles or blend_weights:
-                raise SelectionError('"{}" names one style; give no blend styles or weights'.format(style))
+                raise SelectionError('"{}" names one style; give no blend styles or '
+                                     'weights'.format(clip(style)))
             return self._blend(entry, [style_name], [1.0])
         if style:
             entry = self._entry(style)
@@ -171,15 +155,17 @@ class Catalog(object):
             if set(blend_styles) <= set(entry.style_names):
                 return self._blend(entry, blend_styles, blend_weights)
         raise SelectionError('no single model holds all of {}; multi-style models: {}'.format(
-            ', '.join(blend_styles), '; '.join(
+            clip(', '.join(blend_styles)), '; '.join(
                 '{} ({})'.format(e.name, ', '.join(e.style_names))
                 for e in self.entries.values() if e.style_names) or 'none'))
 
     def _entry(self, name):
         entry = self.entries.get(name)
+        if entry is None and name in self._skipped:
+            raise SelectionError('style {!r} is not usable: {}'.format(name, self._skipped[name]))
         if entry is None:
             raise SelectionError('unknown style {!r}; available: {}'.format(
-                name, ', '.join(self.available()) or 'none (no models found)'))
+                clip(name), ', '.join(self.available()) or 'none (no models found)'))
         return entry
 
     def _blend(self, entry, style_names, weights):
@@ -187,9 +173,10 @@ class Catalog(object):
         unknown = [name for name in style_names if name not in entry.style_names]
         if unknown:
             raise SelectionError('{} has no style {}; its styles: {}'.format(
-                entry.name, ', '.join(unknown), ', '.join(entry.style_names)))
+                entry.name, clip(', '.join(unknown)), ', '.join(entry.style_names)))
         if len(set(style_names)) != len(style_names):
-            raise SelectionError('blend_styles repeats a style: {}'.format(', '.join(style_names)))
+            raise SelectionError('blend_styles repeats a style: {}'.format(
+                clip(', '.join(style_names))))
         if weights and len(weights) != len(style_names):
             raise SelectionError('got {} blend_weights for {} styles ({})'.format(
                 len(weights), len(style_names), ', '.join(style_names)))
@@ -203,27 +190,37 @@ class Catalog(object):
         return StyleSelection(entry.model_path, entry, [float(w) for w in normalized])
 
     def _resolve_path(self, path, blend_weights, allow_model_paths):
+        """A model file inside the model directories; relative paths are looked up there."""
         if not allow_model_paths:
-            raise SelectionError('model paths are not allowed (allow_model_paths is false); '
-                                 'choose a catalog style: {}'.format(', '.join(self.available())))
+            raise SelectionError(
+                'model paths are disabled (allow_model_paths is false): {!r}; choose a catalog '
+                'style: {}'.format(clip(path), ', '.join(self.available())))
+        path = os.path.expanduser(path)
         candidates = [path] if os.path.isabs(path) else [
-            os.path.join(directory, path) for directory in self.model_dirs]
+            os.path.join(directory, path) for directory in self.model_dirs] or [path]
         # realpath first, so neither symlinks nor '..' can leave the directories.
         real_paths = [os.path.realpath(candidate) for candidate in candidates]
         inside = [p for p in real_paths
                   if any(os.path.commonpath([p, d]) == d for d in self.model_dirs)]
         if not inside:
             raise SelectionError('{} resolves to {}, outside the model directories {}'.format(
-                path, real_paths[0], ', '.join(self.model_dirs)))
+                clip(path), clip(real_paths[0]), ', '.join(self.model_dirs) or '(none)'))
+        if not path.endswith('.tflite'):
+            raise SelectionError('{} is not a .tflite model file'.format(clip(path)))
         existing = [p for p in inside if os.path.isfile(p)]
         if not existing:
-            raise SelectionError('model file {} does not exist in the model directories'.format(path))
+            raise SelectionError('model file {} does not exist in the model directories'.format(
+                clip(path)))
         real_path = existing[0]
         for entry in self.entries.values():
             if os.path.realpath(entry.model_path) == real_path:
                 if entry.style_names:
                     return self._blend(entry, entry.style_names, blend_weights)
                 return StyleSelection(entry.model_path, entry)
+        problem = model_file_problem(real_path)
+        if problem:
+            raise SelectionError('{}: {}'.format(clip(path), problem))
         if blend_weights:
-            raise SelectionError('{} has no sidecar, so it is single-style and cannot blend'.format(path))
+            raise SelectionError('{} has no sidecar, so it is single-style and cannot '
+                                 'blend'.format(clip(path)))
         return StyleSelection(real_path)

@@ -7,15 +7,19 @@ import pytest
 from style_transfer_ros.catalog import Catalog, SelectionError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
+# A FlatBuffer header with the TFLite identifier: enough for the catalog, which never runs it.
+MODEL_STUB = b'\x1c\x00\x00\x00TFL3' + bytes(24)
 
 
-def add_model(directory, file_name, name=None, style_names=None, target=None, sidecar=True):
-    """Write a placeholder model (the catalog never reads it) and its sidecar."""
+def add_model(directory, file_name, name=None, style_names=None, target=None, sidecar=True,
+              model_bytes=MODEL_STUB):
+    """Write a placeholder model and a valid sidecar (a fixture's, renamed)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / (file_name + '.tflite')).write_bytes(b'\x1c\x00\x00\x00TFL3')
+    (directory / (file_name + '.tflite')).write_bytes(model_bytes)
     if sidecar:
-        metadata = {'format_version': 1, 'name': name or file_name, 'painting': 'P',
-                    'artist': 'A', 'description': 'D', 'licence': 'L', 'quantization': 'int8'}
+        with open(os.path.join(FIXTURES, 'int8.json')) as fixture:
+            metadata = json.load(fixture)
+        metadata['name'] = name or file_name
         if style_names:
             metadata['style_names'] = style_names
         if target:
@@ -32,14 +36,13 @@ def catalog():
 def test_scan_lists_fixture_models(catalog):
     assert list(catalog.entries) == ['fixed_64x48', 'float_dynamic', 'int8', 'multi_style']
     assert catalog.problems == []
-    entry = catalog.get('multi_style')
+    entry = catalog.entries['multi_style']
     assert entry.style_names == ['warm', 'cool', 'inverse']
     assert entry.model_path == os.path.join(os.path.realpath(FIXTURES), 'multi_style.tflite')
-    assert catalog.get('int8').quantization == 'int8'
-    assert catalog.get('int8').style_names == []
-    assert catalog.get('int8').artist == 'style_transfer_ros tests'
-    assert catalog.get('int8').metadata['format_version'] == 1
-    assert catalog.get('nope') is None
+    int8 = catalog.entries['int8']
+    assert int8.quantization == 'int8' and int8.style_names == []
+    assert int8.artist == 'style_transfer_ros tests'
+    assert int8.metadata['format_version'] == 1
 
 
 def test_models_without_valid_sidecar_are_skipped_with_a_problem(tmp_path):
@@ -62,7 +65,7 @@ def test_duplicate_names_first_directory_wins(tmp_path):
     first = add_model(tmp_path / 'a', 'one', name='same')
     second = add_model(tmp_path / 'b', 'two', name='same')
     catalog = Catalog([str(tmp_path / 'a'), str(tmp_path / 'b')])
-    assert catalog.get('same').model_path == first
+    assert catalog.entries['same'].model_path == first
     assert catalog.problems == ["{}: name 'same' is already used by {}; skipped".format(second, first)]
 
 
@@ -71,15 +74,14 @@ def test_target_picks_the_file_for_the_runtime(tmp_path, chosen):
     add_model(tmp_path / 'a', 'star', target='current')
     add_model(tmp_path / 'b', 'star', target='nano')
     catalog = Catalog([str(tmp_path / 'a'), str(tmp_path / 'b')], target=chosen)
-    entry = catalog.get('star')
-    assert entry.target == chosen
-    assert [alt.target for alt in entry.alternatives] == [{'nano': 'current', 'current': 'nano'}[chosen]]
+    assert list(catalog.entries) == ['star']
+    assert catalog.entries['star'].target == chosen
     assert catalog.problems == []
 
 
 def test_single_style_resolution(catalog):
     selection = catalog.resolve('float_dynamic')
-    assert selection.model_path == catalog.get('float_dynamic').model_path
+    assert selection.model_path == catalog.entries['float_dynamic'].model_path
     assert selection.weights is None and selection.entry.name == 'float_dynamic'
     assert selection.description == 'float_dynamic (Test pattern, style_transfer_ros tests)'
     with pytest.raises(SelectionError, match='single-style'):
@@ -159,3 +161,73 @@ def test_paths_escaping_the_model_directories_are_rejected(tmp_path):
                     '../outside/evil.tflite', str(models / 'link.tflite'), 'link.tflite'):
         with pytest.raises(SelectionError, match='outside the model directories'):
             catalog.resolve(request, allow_model_paths=True)
+
+
+@pytest.mark.parametrize('request_', ['../../etc/passwd', '/dev/zero', '~/models/x.tflite',
+                                      './int8.tflite', 'int8.tflite'])
+def test_path_like_styles_are_paths_not_model_slash_style(catalog, request_):
+    with pytest.raises(SelectionError,
+                       match=r'model paths are disabled \(allow_model_paths is false\)'):
+        catalog.resolve(request_)
+
+
+@pytest.mark.parametrize('request_', ['../../etc/passwd', '/dev/zero', '~/x.tflite'])
+def test_allowed_paths_outside_the_model_directories_are_refused(catalog, request_):
+    with pytest.raises(SelectionError, match='outside the model directories'):
+        catalog.resolve(request_, allow_model_paths=True)
+
+
+def test_allowed_path_must_name_a_tflite_file(tmp_path):
+    add_model(tmp_path, 'good')
+    with pytest.raises(SelectionError, match=r'\./good\.json is not a \.tflite model file'):
+        Catalog([str(tmp_path)]).resolve('./good.json', allow_model_paths=True)
+
+
+LONG = 'x' * 100000
+
+
+@pytest.mark.parametrize('request_', [
+    dict(style=LONG), dict(style='multi_style/' + LONG), dict(style='/' + LONG),
+    dict(style='/' + LONG, allow_model_paths=True), dict(style=LONG + '.tflite'),
+    dict(style='', blend_styles=[LONG, 'warm']), dict(style='multi_style', blend_styles=[LONG]),
+    dict(style='multi_style', blend_styles=['warm'] * 50000),
+    dict(style='multi_style/' + LONG, blend_weights=[1.0]),
+])
+def test_error_messages_echo_at_most_a_clipped_request(catalog, request_):
+    with pytest.raises(SelectionError) as error:
+        catalog.resolve(**request_)
+    message = str(error.value)
+    assert len(message) < 1000, message[:200]
+    assert '...' in message
+
+
+def test_corrupt_or_unreadable_model_files_are_not_listed(tmp_path):
+    add_model(tmp_path, 'good')
+    add_model(tmp_path, 'zeros', model_bytes=b'\x00' * 64)
+    add_model(tmp_path, 'header_only', model_bytes=MODEL_STUB[:8])
+    add_model(tmp_path, 'folder', model_bytes=b'')
+    os.remove(str(tmp_path / 'folder.tflite'))
+    os.mkdir(str(tmp_path / 'folder.tflite'))  # opening it raises IsADirectoryError
+    catalog = Catalog([str(tmp_path)])
+    assert list(catalog.entries) == ['good']
+    problems = '\n'.join(catalog.problems)
+    assert len(catalog.problems) == 3, problems
+    for name in ('zeros', 'header_only'):
+        assert '{}.tflite: not a TFLite model (no TFL3 identifier'.format(name) in problems
+    assert 'folder.tflite: unreadable model file' in problems
+    with pytest.raises(SelectionError, match=r"style 'zeros' is not usable: .*zeros\.tflite: "
+                                             'not a TFLite model'):
+        catalog.resolve('zeros')
+    with pytest.raises(SelectionError, match='zeros.tflite: not a TFLite model'):
+        catalog.resolve('zeros.tflite', allow_model_paths=True)
+
+
+def test_unreadable_sidecar_is_a_problem_not_a_crash(tmp_path):
+    add_model(tmp_path, 'good')
+    add_model(tmp_path, 'odd', sidecar=False)
+    os.mkdir(str(tmp_path / 'odd.json'))
+    catalog = Catalog([str(tmp_path)])
+    assert list(catalog.entries) == ['good']
+    assert len(catalog.problems) == 1
+    assert ('odd.tflite: unreadable sidecar odd.json: [Errno 21] Is a directory'
+            in catalog.problems[0])

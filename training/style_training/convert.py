@@ -13,18 +13,18 @@ style weights (the converter keeps the order image, style_weights and the names,
 tools do not promise either).
 """
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+from style_transfer_ros.model_contract import (ARCHITECTURES, QUANTIZATIONS, TARGETS,
+                                               validate_sidecar, write_sidecar)
 
 from style_training import metadata as sidecar
 from style_training.images import list_images, load_image, psnr, resize
-from style_training.tflite_runner import TFLiteStylizer, runtime_version
+from style_training.tflite_runner import TFLiteStylizer, operator_versions, runtime_version
 
-QUANTIZATIONS = sidecar.QUANTIZATIONS
 # Lowest parity PSNR (dB, TFLite vs Keras) accepted by default. Measured on 3 Kodak images at
 # 256 px with the Fritz starry_night_256x256_025.h5: none 100 (exact), float16 81.6,
 # dynamic 41.0-46.6, int8 31.5-34.5 (activations are 8-bit too); tiny test models: float16
@@ -65,9 +65,11 @@ def convert_model(keras_model, path, quantization='none', representative_images=
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
+    from style_training.network import style_count
+
     if quantization not in QUANTIZATIONS:
         raise ValueError(f'quantization {quantization!r} not in {QUANTIZATIONS}')
-    num_styles = _num_styles(keras_model)
+    num_styles = style_count(keras_model)
     height, width = fixed_size or (None, None)
     signature = [tf.TensorSpec([1, height, width, 3], tf.float32, name='image')]
     if num_styles > 1:
@@ -97,32 +99,6 @@ def convert_model(keras_model, path, quantization='none', representative_images=
     flatbuffer = converter.convert()
     Path(path).write_bytes(flatbuffer)
     return len(flatbuffer)
-
-
-def _num_styles(keras_model):
-    """N of the [B, N] style_weights input, 1 for single-style models."""
-    if len(keras_model.inputs) == 1:
-        return 1
-    ranks = [len(t.shape) for t in keras_model.inputs]
-    if len(keras_model.inputs) != 2 or ranks[0] != 4 or ranks[1] != 2:
-        raise ValueError(f'expected inputs (image [B,H,W,3], style_weights [B,N]), got '
-                         f'{[tuple(t.shape) for t in keras_model.inputs]}')
-    return int(keras_model.inputs[1].shape[1])
-
-
-def select_style(keras_model, index, architecture, alpha):
-    """A single-style network holding style `index` of the conditional `keras_model`: the
-    same weights, with that style's instance-norm parameters (the one-hot blend). Smaller and
-    faster than the conditional model with fixed weights."""
-    from style_training.network import build_transformer
-
-    num_styles = _num_styles(keras_model)
-    if num_styles == 1:
-        raise ValueError('--select-style needs a conditional (multi-style) model')
-    single = build_transformer(architecture, alpha)
-    single.set_weights([w[index:index + 1] if w.ndim == 2 and w.shape[0] == num_styles else w
-                        for w in keras_model.get_weights()])
-    return single
 
 
 def _calibration_inputs(images, num_styles, fixed_size):
@@ -195,24 +171,6 @@ def parity_psnr(keras_model, tflite_path, images, style_weights=None):
     return results
 
 
-def operator_versions(tflite_path):
-    """{builtin op name: highest version used} read from the flatbuffer's operator codes."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
-    model = schema.Model.GetRootAs(Path(tflite_path).read_bytes(), 0)
-    versions = {}
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        # Codes above 127 live in builtin_code; older ones in deprecated_builtin_code.
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, f'BUILTIN_{builtin}')
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            name = f'CUSTOM:{code.CustomCode().decode()}'
-        versions[name] = max(versions.get(name, 0), code.Version())
-    return versions
-
-
 def nano_problems(op_versions):
     """Ops (or op versions) the TF 2.5 runtime lacks; empty when the model should load there."""
     problems = []
@@ -223,48 +181,6 @@ def nano_problems(op_versions):
         elif version > highest:
             problems.append(f'{name} v{version} (TF 2.5 has up to v{highest})')
     return problems
-
-
-def load_source(source):
-    """(keras model, training.json dict or {}) from a .keras file, a training output dir or a
-    Fritz .h5."""
-    import keras
-
-    source = Path(source)
-    if source.suffix == '.h5':
-        from style_training.network import load_fritz_h5
-        return load_fritz_h5(str(source)), {}
-    model_path = source / 'model.keras' if source.is_dir() else source
-    import style_training.network  # noqa: F401  (registers the custom layers for loading)
-    model = keras.saving.load_model(str(model_path), compile=False)
-    training_json = model_path.parent / 'training.json'
-    training = json.loads(training_json.read_text()) if training_json.exists() else {}
-    return model, training
-
-
-def describe_source(source, training, args, num_styles):
-    """Style names, architecture, alpha and training size for the sidecar: command line first,
-    then training.json (or the Fritz .h5 itself), then the file name (e.g. *_256x256_*)."""
-    stem = Path(source).stem if Path(source).suffix else Path(source).name
-    styles = args.style.split(',') if args.style else [
-        style.get('name') or Path(style['path']).stem if isinstance(style, dict) else str(style)
-        for style in training.get('styles', [])] or [stem]
-    if num_styles > 1 and len(styles) != num_styles:
-        raise SystemExit(f'error: model has {num_styles} styles, got names {styles}; '
-                         'give --style a,b,...')
-    architecture, alpha = training.get('architecture'), training.get('alpha')
-    if Path(source).suffix == '.h5':
-        from style_training.network import fritz_h5_architecture
-        architecture, alpha = fritz_h5_architecture(source)
-    architecture = args.architecture or architecture or 'efficient'
-    alpha = args.alpha or alpha or 0.25
-    size = args.training_size or training.get('image_size') or training.get('size')
-    if size is None:
-        match = re.search(r'(\d+)x(\d+)', stem)
-        size = [int(match[2]), int(match[1])] if match else [256, 256]
-    if isinstance(size, int):
-        size = [size, size]
-    return styles, architecture, float(alpha), size
 
 
 def parse_size(text):
@@ -284,7 +200,7 @@ def build_parser():
     parser.add_argument('--output-dir', default='.', help='where <name>.tflite/.json go')
     parser.add_argument('--name', help='catalog name [a-z0-9_]+ (default: from the style)')
     parser.add_argument('--quantization', choices=QUANTIZATIONS, default='float16')
-    parser.add_argument('--target', choices=sidecar.TARGETS, default='current',
+    parser.add_argument('--target', choices=TARGETS, default='current',
                         help="'nano': must also load on TF 2.5/2.6 tf.lite and tflite_runtime "
                         '2.5 (refuses int8, warns on dynamic, checks op versions)')
     parser.add_argument('--representative-dir', help='content images for int8 calibration')
@@ -302,7 +218,7 @@ def build_parser():
     parser.add_argument('--select-style', metavar='NAME',
                         help='conditional model: export only this style as a single-style '
                              'model (its one-hot weights baked in)')
-    parser.add_argument('--architecture', choices=sidecar.ARCHITECTURES)
+    parser.add_argument('--architecture', choices=ARCHITECTURES)
     parser.add_argument('--alpha', type=float)
     parser.add_argument('--training-size', type=parse_size, help='HxW the model was trained at')
     parser.add_argument('--description')
@@ -321,19 +237,33 @@ def main(argv=None):
     if args.quantization == 'int8' and not args.representative_dir:
         raise SystemExit('error: int8 needs --representative-dir (content images)')
 
-    model, training = load_source(args.source)
-    num_styles = _num_styles(model)
-    styles, architecture, alpha, training_size = describe_source(
-        args.source, training, args, num_styles)
+    from style_training import checkpoints
+    from style_training.network import style_count
+
+    checkpoint = checkpoints.load(args.source, args.style.split(',') if args.style else None,
+                                  args.architecture, args.alpha, args.training_size)
+    num_styles = style_count(checkpoint.model)
+    if num_styles > 1 and len(checkpoint.styles) != num_styles:
+        raise SystemExit(f'error: model has {num_styles} styles, got names {checkpoint.styles}; '
+                         'give --style a,b,...')
     if args.select_style:
-        if args.select_style not in styles:
-            raise SystemExit(f'error: --select-style {args.select_style!r} is not one of '
-                             f'{styles}')
-        model = select_style(model, styles.index(args.select_style), architecture, alpha)
-        styles, num_styles = [args.select_style], 1
+        try:
+            checkpoint = checkpoint.select_style(args.select_style)
+        except ValueError as error:
+            raise SystemExit(f'error: --select-style: {error}')
+        num_styles = 1
+    model, styles = checkpoint.model, checkpoint.styles
     name = args.name or (sidecar.painting_key(styles[0]) if len(styles) == 1 else None)
     if not name:
         raise SystemExit('error: give --name for this model')
+    metadata = sidecar.build_metadata(
+        name, args.quantization, checkpoint.architecture, checkpoint.alpha,
+        checkpoint.training_size, styles, conditional=num_styles > 1,
+        description=args.description, training_command=checkpoint.command, target=args.target)
+    try:  # refuse before converting what the node would refuse to read
+        validate_sidecar(metadata)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}; nothing written')
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tflite_path = output_dir / f'{name}.tflite'
@@ -371,13 +301,9 @@ def main(argv=None):
                          f'{len(results)} checks: NaN/constant output or PSNR < {min_psnr} dB); '
                          'the file is kept for inspection, no sidecar written')
 
-    metadata = sidecar.build_metadata(
-        name, args.quantization, architecture, alpha, training_size, styles,
-        conditional=num_styles > 1, description=args.description,
-        training_command=training.get('command'), target=args.target,
-        verified_runtimes=[runtime_version()], op_versions=op_versions,
-        nano_compatible=not problems, parity_psnr_db=round(mean_psnr, 2))
-    sidecar.write_metadata(output_dir / f'{name}.json', metadata)
+    metadata.update(verified_runtimes=[runtime_version()], op_versions=op_versions,
+                    nano_compatible=not problems, parity_psnr_db=round(mean_psnr, 2))
+    write_sidecar(output_dir / f'{name}.json', metadata)
     print(f'wrote {output_dir / (name + ".json")}')
     return 0
 

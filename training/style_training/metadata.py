@@ -1,16 +1,9 @@
-"""Sidecar JSON next to each .tflite (`foo.tflite` + `foo.json`) that the node's catalog reads.
+"""What a sidecar says about the paintings: its content, filled in from the style names.
 
-The contract is in the project notes; `validate_metadata` enforces it so a bad file fails here,
-at conversion time, and not on the robot.
+The format and its validation are the node's (style_transfer_ros.model_contract); the
+converter writes through its validator, so a bad file fails here and not on the robot.
 """
-import json
-import re
-
-FORMAT_VERSION = 1
-QUANTIZATIONS = ('none', 'dynamic', 'float16', 'int8')
-ARCHITECTURES = ('fritz', 'fritz_small', 'efficient')
-TARGETS = ('current', 'nano')
-NAME_PATTERN = re.compile(r'^[a-z0-9_]+$')
+from style_transfer_ros.model_contract import FORMAT_VERSION
 
 # Paintings of the style images in shared/data/styles (see shared/data/SOURCES.md), keyed by the
 # style file's stem. Every artist died in or before 1954.
@@ -49,12 +42,10 @@ def painting_key(style):
 
 def build_metadata(name, quantization, architecture, alpha, training_size, styles,
                    conditional=False, description=None, training_command=None,
-                   target='current', verified_runtimes=None, **extra):
-    """Fill a sidecar dict; painting/artist/licence come from PAINTINGS via the style names.
-
-    styles: style names or file stems (one per style; the order of a conditional model's
-    style_weights input). extra: further keys (e.g. op_versions) stored as given.
-    """
+                   target='current'):
+    """A sidecar dict (not yet validated); painting/artist/licence come from PAINTINGS via the
+    style names. styles: style names or file stems (one per style; the order of a conditional
+    model's style_weights input)."""
     keys = [painting_key(style) for style in styles]
     known = [PAINTINGS[key] for key in keys if key]
     paintings = ', '.join(painting for painting, _, _ in known)
@@ -91,61 +82,4 @@ def build_metadata(name, quantization, architecture, alpha, training_size, style
             for style, key in zip(styles, keys)]
     if training_command:
         metadata['training_command'] = training_command
-    if verified_runtimes:
-        metadata['verified_runtimes'] = list(verified_runtimes)
-    metadata.update(extra)
-    validate_metadata(metadata)
-    return metadata
-
-
-def validate_metadata(metadata):
-    """Raise ValueError listing every way `metadata` breaks the sidecar contract."""
-    problems = []
-    required = {'format_version': int, 'name': str, 'description': str, 'painting': str,
-                'artist': str, 'licence': str, 'training_size': list, 'quantization': str,
-                'architecture': str, 'alpha': (int, float)}
-    for key, kind in required.items():
-        if key not in metadata:
-            problems.append(f'missing "{key}"')
-        elif not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
-            problems.append(f'"{key}" has type {type(metadata[key]).__name__}')
-    if problems:
-        raise ValueError('invalid model metadata: ' + '; '.join(problems))
-    if metadata['format_version'] != FORMAT_VERSION:
-        problems.append(f'format_version {metadata["format_version"]} != {FORMAT_VERSION}')
-    if not NAME_PATTERN.match(metadata['name']):
-        problems.append(f'name {metadata["name"]!r} is not [a-z0-9_]+')
-    size = metadata['training_size']
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        problems.append(f'training_size {size!r} is not [height, width]')
-    if metadata['quantization'] not in QUANTIZATIONS:
-        problems.append(f'quantization {metadata["quantization"]!r} not in {QUANTIZATIONS}')
-    if metadata['architecture'] not in ARCHITECTURES:
-        problems.append(f'architecture {metadata["architecture"]!r} not in {ARCHITECTURES}')
-    if not 0 < metadata['alpha'] <= 4:
-        problems.append(f'alpha {metadata["alpha"]} out of (0, 4]')
-    if metadata.get('target', 'current') not in TARGETS:
-        problems.append(f'target {metadata["target"]!r} not in {TARGETS}')
-    style_names = metadata.get('style_names')
-    if style_names is not None and (
-            not isinstance(style_names, list) or len(style_names) < 2
-            or not all(isinstance(s, str) and NAME_PATTERN.match(s) for s in style_names)):
-        problems.append('style_names must be a list of at least two [a-z0-9_]+ names')
-    if problems:
-        raise ValueError('invalid model metadata: ' + '; '.join(problems))
-
-
-def write_metadata(path, metadata):
-    """Validate, then write pretty JSON (so diffs of checked-in sidecars stay readable)."""
-    validate_metadata(metadata)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(metadata, f, indent=2, ensure_ascii=False)
-        f.write('\n')
-
-
-def read_metadata(path):
-    """Read and validate a sidecar."""
-    with open(path, encoding='utf-8') as f:
-        metadata = json.load(f)
-    validate_metadata(metadata)
     return metadata

@@ -1,19 +1,16 @@
-"""Image transformation networks (raw RGB 0..255 in and out) and the Fritz .h5 loader.
+"""Image transformation networks (raw RGB 0..255 in and out); checkpoints.py loads them.
 
 'fritz' and 'fritz_small' follow Johnson et al. as laid out by fritzlabs/fritz-models, so their
 .h5 checkpoints load. 'efficient' keeps that encoder/decoder shape but spends its multiply-adds at
 1/4 resolution in depthwise-separable blocks and upsamples by resize + convolution (no
 depth-to-space, whose block grid shows and flickers).
 """
-import json
-
-import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+from style_transfer_ros.model_contract import ARCHITECTURES
 
-ARCHITECTURES = ('fritz', 'fritz_small', 'efficient')
 TOTAL_STRIDE = 4  # two stride-2 convolutions
 EPSILON = 1e-3  # as the Fritz InstanceNormalization: (x - mean) / (std + epsilon)
 
@@ -110,22 +107,15 @@ class CropToMatch(layers.Layer):
 
 @keras.saving.register_keras_serializable(package='style_training')
 class Upsample2x(layers.Layer):
-    """2x resize; becomes one TFLite RESIZE_NEAREST_NEIGHBOR/RESIZE_BILINEAR op (Keras'
+    """Nearest-neighbour 2x resize; becomes one TFLite RESIZE_NEAREST_NEIGHBOR op (Keras'
     UpSampling2D becomes TILE + RESHAPE)."""
 
-    def __init__(self, method='nearest', **kwargs):
-        super().__init__(**kwargs)
-        self.method = method
-
     def call(self, x):
-        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method=self.method)
+        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method='nearest')
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:1]) + tuple(None if size is None else size * 2
                                                for size in input_shape[1:3]) + (input_shape[3],)
-
-    def get_config(self):
-        return {**super().get_config(), 'method': self.method}
 
 
 @keras.saving.register_keras_serializable(package='style_training')
@@ -134,7 +124,9 @@ class ResizeLike(layers.Layer):
     RESIZE_BILINEAR, exact for any input size, so the efficient network needs no padding.
 
     half_pixel_centers=False (TF1 sampling) makes an exact 2x resize take TFLite's 2x2 fast
-    path, about 3x faster than the half-pixel one; the network learns the fixed offset.
+    path, about 3x faster than the half-pixel one; the network learns the fixed offset. True
+    is what first-version checkpoints were trained with (their config lacks the key); the
+    shipped models' training stages still load them (see checkpoints.upgrade_efficient_v1).
     """
 
     def __init__(self, half_pixel_centers=True, **kwargs):
@@ -180,6 +172,17 @@ class ScaledConv2D(layers.Conv2D):
     def get_config(self):
         return {**super().get_config(), 'input_scale': self.input_scale,
                 'output_scale': self.output_scale, 'output_offset': self.output_offset}
+
+
+def style_count(model):
+    """N of a conditional network's style_weights input [B, N]; 1 for a single-style one."""
+    if len(model.inputs) == 1:
+        return 1
+    ranks = [len(t.shape) for t in model.inputs]
+    if ranks != [4, 2]:
+        raise ValueError(f'expected inputs (image [B,H,W,3], style_weights [B,N]), got '
+                         f'{[tuple(t.shape) for t in model.inputs]}')
+    return int(model.inputs[1].shape[1])
 
 
 def build_transformer(architecture='efficient', alpha=0.25, num_styles=1, name=None):
@@ -278,19 +281,6 @@ def _efficient_body(image, alpha, norm, residual_blocks=3):
     return layers.Add()([style, colours])
 
 
-def upgrade_efficient_v1_weights(weights):
-    """Weights of the first efficient network (tanh output, 16->8->3 output convs, image
-    rescaled to -1..1 before its 1x1 conv) as weights of the current one, so its checkpoints
-    still fine-tune. Exact except tanh, which became a clip: the two 1x1 convs compose into
-    one, and the image's -1 offset moves into that conv's bias."""
-    *body, narrow, to_rgb, colours_kernel, colours_bias = weights
-    shapes = [narrow.shape[:2], to_rgb.shape[:2], colours_kernel.shape, colours_bias.shape]
-    if shapes != [(1, 1), (1, 1), (1, 1, 3, 3), (3,)] or narrow.shape[3] != to_rgb.shape[2]:
-        raise ValueError('not the weights of a first-version efficient network')
-    return body + [(narrow[0, 0] @ to_rgb[0, 0])[None, None], colours_kernel,
-                   colours_bias - colours_kernel[0, 0].sum(axis=0)]
-
-
 def multiply_adds_per_megapixel(model, size=256):
     """Convolution multiply-adds per megapixel of input, measured by running the model on a
     size x size image (a multiple of the total stride, so no padding is counted)."""
@@ -304,65 +294,3 @@ def multiply_adds_per_megapixel(model, size=256):
     macs = sum(int(np.prod(out.shape[1:3])) * int(np.prod(layer.kernel.shape))
                for layer, out in zip(convs, outputs))
     return macs * 1e6 / (size * size)
-
-
-def describe_architectures(alphas=(0.25,)):
-    """Markdown table of multiply-adds per megapixel and parameters of each architecture."""
-    rows = ['| architecture | alpha | MAC per megapixel | parameters |', '|---|---|---|---|']
-    for architecture in ARCHITECTURES:
-        for alpha in (0.3,) if architecture == 'fritz_small' else alphas:
-            model = build_transformer(architecture, alpha)
-            rows.append(f'| {architecture} | {alpha:g} | '
-                        f'{multiply_adds_per_megapixel(model) / 1e9:.2f} G | '
-                        f'{model.count_params():,} |')
-    table = '\n'.join(rows)
-    print(table)
-    return table
-
-
-def fritz_h5_architecture(path):
-    """(architecture, alpha) of a Fritz Keras 2 .h5: the small variant has 12 convolutions, the
-    full one 16; alpha is the smallest multiple of 0.05 giving the first conv's width."""
-    with h5py.File(path, 'r') as f:
-        config = json.loads(f.attrs['model_config'])
-    convs = [layer['config'] for layer in config['config']['layers']
-             if layer['class_name'] == 'Conv2D']
-    architecture = {16: 'fritz', 12: 'fritz_small'}.get(len(convs))
-    if architecture is None:
-        raise ValueError(f'{path}: {len(convs)} convolutions, not a Fritz style transfer model')
-    filters = convs[0]['filters']
-    alpha = next((step / 20 for step in range(1, 81) if int(step / 20 * 32) == filters),
-                 filters / 32)
-    return architecture, alpha
-
-
-def load_fritz_h5(path):
-    """Our network with the weights of a Fritz style transfer .h5 (read with h5py: Keras 3
-    cannot deserialize its custom layers). Layers are matched by order of creation."""
-    architecture, alpha = fritz_h5_architecture(path)
-    model = build_transformer(architecture, alpha)
-    with h5py.File(path, 'r') as f:
-        group = f['model_weights'] if 'model_weights' in f else f
-        names = [name.decode() if isinstance(name, bytes) else name
-                 for name in group.attrs['layer_names']]
-
-        def weights_of(prefix):
-            found = []
-            for name in names:
-                if name.startswith(prefix):
-                    layer = group[name]
-                    found.append({weight.decode().split('/')[-1].split(':')[0]:
-                                  np.array(layer[weight]) for weight in layer.attrs['weight_names']})
-            return found
-
-        convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
-        norms = [layer for layer in model.layers if isinstance(layer, InstanceNorm)]
-        fritz_convs, fritz_norms = weights_of('conv2d_'), weights_of('instance_normalization_')
-        if (len(convs), len(norms)) != (len(fritz_convs), len(fritz_norms)):
-            raise ValueError(f'{path}: layer counts do not match {architecture}')
-        for layer, weights in zip(convs, fritz_convs):
-            layer.kernel.assign(weights['kernel'])
-        for layer, weights in zip(norms, fritz_norms):
-            layer.gamma.assign(weights['gamma'][None])
-            layer.beta.assign(weights['beta'][None])
-    return model

@@ -1,17 +1,22 @@
-"""Minimal TFLite runner for style models (the training package must not import the ROS node).
+"""Minimal TFLite runner for style models (the training package must not import the ROS node),
+and the one TFLite runtime chain of training: ai_edge_litert, else tensorflow.lite.
 
 Handles the I/O contract: input `image` [1,H,W,3] (the 4-D input) and optional `style_weights`
 [1,N] (the 2-D input), float or uint8/int8 with quantization parameters, dynamic or fixed H/W
 (fixed-size models get the image resized in and the output resized back).
 """
+from pathlib import Path
+
 import numpy as np
 
 from style_training.images import resize
 
 try:
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
     RUNTIME = 'ai_edge_litert'
 except ImportError:  # pragma: no cover - older environments
+    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.python.interpreter import Interpreter
     RUNTIME = 'tensorflow.lite'
 
@@ -21,6 +26,22 @@ def runtime_version():
     from importlib.metadata import version
     package = 'ai-edge-litert' if RUNTIME == 'ai_edge_litert' else 'tensorflow'
     return f'{RUNTIME} {version(package)}'
+
+
+def operator_versions(tflite_path):
+    """{builtin op name: highest version used} read from the flatbuffer's operator codes."""
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+    model = schema.Model.GetRootAs(Path(tflite_path).read_bytes(), 0)
+    versions = {}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Codes above 127 live in builtin_code; older ones in deprecated_builtin_code.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f'BUILTIN_{builtin}')
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            name = f'CUSTOM:{code.CustomCode().decode()}'
+        versions[name] = max(versions.get(name, 0), code.Version())
+    return versions
 
 
 class TFLiteStylizer:

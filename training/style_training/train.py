@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from . import data, loss_network, network
+from . import checkpoints, data, loss_network, network
 from .images import save_image
 
 DEFAULT_CONTENT_WEIGHT = 1.0
@@ -49,7 +49,7 @@ class Trainer:
         self.stability_weight = stability_weight
         self.style_distance = style_distance
         self.style_grams = style_grams
-        self.num_styles = model.inputs[1].shape[-1] if len(model.inputs) > 1 else 1
+        self.num_styles = network.style_count(model)
         count = 1 if style_grams is None else int(style_grams[0].shape[0])
         self.style_loss_scale = tf.constant(
             np.ones(count) if style_loss_scale is None else style_loss_scale, tf.float32)
@@ -145,57 +145,12 @@ def style_grams(vgg, styles, style_size):
     return [tf.stack(layer) for layer in zip(*per_style)]
 
 
-def load_network(path):
-    """A trained network: a Fritz .h5 or our .keras (or a training output dir)."""
-    path = Path(path)
-    if path.suffix == '.h5':
-        return network.load_fritz_h5(str(path))
-    return keras.saving.load_model(str(path / 'model.keras' if path.is_dir() else path),
-                                   compile=False)
-
-
-def one_style_of(conditional, path, style):
-    """The single-style network holding `style` of a conditional checkpoint; the style order
-    comes from the training.json beside it."""
-    from .convert import select_style
-    path = Path(path)
-    settings = path / 'training.json' if path.is_dir() else path.parent / 'training.json'
-    try:
-        info = json.loads(settings.read_text())
-    except (OSError, ValueError) as error:
-        raise SystemExit(f'error: --fine-tune-style needs the style order from {settings}: {error}')
-    names = [entry['name'] for entry in info['styles']]
-    if style not in names or info.get('num_styles', 1) < 2:
-        raise SystemExit(f'error: {path} is not a conditional network with style {style!r} '
-                         f'(styles: {names})')
-    return select_style(conditional, names.index(style), info['architecture'], info['alpha'])
-
-
-def copy_weights(source, target):
-    """Copy weights of the same architecture (or of the first efficient network, upgraded); a
-    single style's instance norm parameters are repeated for every style of a conditional
-    target."""
-    source_weights, target_weights = source.get_weights(), target.get_weights()
-    if len(source_weights) == len(target_weights) + 1:
-        source_weights = network.upgrade_efficient_v1_weights(source_weights)
-    if len(source_weights) != len(target_weights):
-        raise ValueError('fine-tune checkpoint has a different architecture')
-    copied = []
-    for value, wanted in zip(source_weights, target_weights):
-        if value.shape != wanted.shape and value.shape[0] == 1 and value.shape[1:] == wanted.shape[1:]:
-            value = np.repeat(value, wanted.shape[0], axis=0)
-        if value.shape != wanted.shape:
-            raise ValueError(f'fine-tune checkpoint weight {value.shape} != {wanted.shape}')
-        copied.append(value)
-    target.set_weights(copied)
-
-
-def write_preview(path, model, trainer, image):
+def write_preview(path, trainer, image):
     """content | stylized (one column per style for a conditional network) as a PNG."""
     columns = [image[0]]
     for index in range(trainer.num_styles):
         weights = tf.one_hot([index], trainer.num_styles)
-        columns.append(stylize(model, image, weights)[0].numpy())
+        columns.append(stylize(trainer.model, image, weights)[0].numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(path, np.concatenate(columns, axis=1))
 
@@ -266,10 +221,23 @@ def main(argv=None):
 
 
 def train(args, command=''):
-    """Run the training described by parsed arguments; returns the Trainer."""
+    """Run the training described by parsed arguments and save model.keras and training.json
+    in the output dir; returns the Trainer."""
     keras.utils.set_random_seed(args.seed)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    trainer, settings = build_trainer(args)
+    fit(trainer, args, output_dir)
+    trainer.model.save(output_dir / 'model.keras')
+    settings['command'] = command
+    (output_dir / 'training.json').write_text(json.dumps(settings, indent=2) + '\n')
+    print(f'wrote {output_dir / "model.keras"} and training.json', flush=True)
+    return trainer
+
+
+def build_trainer(args):
+    """The Trainer for parsed arguments (network, fine-tune start, teacher, loss network and
+    style targets) and the settings that training.json records."""
     styles = data.parse_styles(args.style) if args.style else []
     distilling = args.teacher is not None
     content_weight = args.content_weight if args.content_weight is not None else (
@@ -278,20 +246,24 @@ def train(args, command=''):
         0.0 if distilling else DEFAULT_STYLE_WEIGHT)
     if style_weight and not styles:
         raise SystemExit('error: give --style (or --teacher with --style-weight 0)')
+    if args.fine_tune_style and not args.fine_tune_checkpoint:
+        raise SystemExit('error: --fine-tune-style needs --fine-tune-checkpoint')
     conditional = args.mode == 'conditional' and len(styles) > 1
     num_styles = len(styles) if conditional else 1
 
-    fine_tune = load_network(args.fine_tune_checkpoint) if args.fine_tune_checkpoint else None
-    if args.fine_tune_style:
-        if fine_tune is None:
-            raise SystemExit('error: --fine-tune-style needs --fine-tune-checkpoint')
-        fine_tune = one_style_of(fine_tune, args.fine_tune_checkpoint, args.fine_tune_style)
-    architecture, alpha = args.architecture, args.alpha
-    if fine_tune is not None and args.fine_tune_checkpoint.endswith('.h5'):
-        architecture, alpha = network.fritz_h5_architecture(args.fine_tune_checkpoint)
+    architecture, alpha, fine_tune = args.architecture, args.alpha, None
+    if args.fine_tune_checkpoint:
+        fine_tune = checkpoints.load(args.fine_tune_checkpoint)
+        if args.fine_tune_checkpoint.endswith('.h5'):
+            architecture, alpha = fine_tune.architecture, fine_tune.alpha
+        if args.fine_tune_style:
+            try:
+                fine_tune = fine_tune.select_style(args.fine_tune_style)
+            except ValueError as error:
+                raise SystemExit(f'error: --fine-tune-style: {error}')
     model = network.build_transformer(architecture, alpha, num_styles)
     if fine_tune is not None:
-        copy_weights(fine_tune, model)
+        checkpoints.copy_weights(fine_tune.model, model)
 
     vgg = None
     if content_weight or style_weight:
@@ -304,10 +276,30 @@ def train(args, command=''):
         if style_weight else None,
         style_loss_scale=weights if conditional else None,
         mix_weights=None if conditional or not styles else weights / weights.sum(),
-        teacher=load_network(args.teacher) if distilling else None,
+        teacher=checkpoints.load(args.teacher).model if distilling else None,
         distill_loss=args.distill_loss, blend_probability=args.blend_probability,
         seed=args.seed)
+    settings = {
+        'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
+                   for path, weight in styles],
+        'mode': 'conditional' if conditional else 'mix',
+        'architecture': architecture, 'alpha': alpha, 'num_styles': num_styles,
+        'image_size': [args.image_size, args.image_size],
+        'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
+        'fine_tune_style': args.fine_tune_style,
+        'vgg_weights': args.vgg_weights if vgg is not None else None,
+        'content_weight': content_weight, 'style_weight': style_weight,
+        'style_distance': args.style_distance,
+        'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
+        'batch_size': args.batch_size, 'steps': args.steps,
+        'learning_rate': args.learning_rate, 'seed': args.seed,
+    }
+    return trainer, settings
 
+
+def fit(trainer, args, output_dir):
+    """The loop: resume from the latest checkpoint, step to args.steps, and log, checkpoint
+    and write previews on the way."""
     manager = None
     if args.checkpoint_dir:
         manager = tf.train.CheckpointManager(trainer.checkpoint, args.checkpoint_dir,
@@ -322,24 +314,8 @@ def train(args, command=''):
     preview = (data.first_content_image(args.content, args.image_size)
                if args.preview_every else None)
     writer = tf.summary.create_file_writer(args.log_dir) if args.log_dir else None
-
-    settings = {
-        'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
-                   for path, weight in styles],
-        'mode': 'conditional' if conditional else 'mix',
-        'architecture': architecture, 'alpha': alpha, 'num_styles': num_styles,
-        'image_size': [args.image_size, args.image_size],
-        'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
-        'fine_tune_style': args.fine_tune_style,
-        'vgg_weights': args.vgg_weights if vgg is not None else None,
-        'content_weight': content_weight, 'style_weight': style_weight,
-        'style_distance': args.style_distance,
-        'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
-        'batch_size': args.batch_size, 'steps': args.steps,
-        'learning_rate': args.learning_rate, 'seed': args.seed, 'command': command,
-    }
-    print(f'training {model.name}: {num_styles} style input(s), '
-          f'{model.count_params():,} parameters, steps {int(trainer.step)}..{args.steps}',
+    print(f'training {trainer.model.name}: {trainer.num_styles} style input(s), '
+          f'{trainer.model.count_params():,} parameters, steps {int(trainer.step)}..{args.steps}',
           flush=True)
     started, images_done = time.perf_counter(), 0
     while int(trainer.step) < args.steps:
@@ -358,12 +334,7 @@ def train(args, command=''):
         if manager and (step % args.checkpoint_every == 0 or step == args.steps):
             manager.save(checkpoint_number=step)
         if args.preview_every and step % args.preview_every == 0:
-            write_preview(output_dir / 'previews' / f'step_{step:07d}.png', model, trainer,
-                          preview)
-    model.save(output_dir / 'model.keras')
-    (output_dir / 'training.json').write_text(json.dumps(settings, indent=2) + '\n')
-    print(f'wrote {output_dir / "model.keras"} and training.json', flush=True)
-    return trainer
+            write_preview(output_dir / 'previews' / f'step_{step:07d}.png', trainer, preview)
 
 
 if __name__ == '__main__':

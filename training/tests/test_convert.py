@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from style_training import convert
+from style_training.checkpoints import Checkpoint
 from style_training.convert import (DEFAULT_MIN_PSNR, QUANTIZATIONS, convert_model,
-                                    default_weight_vectors, nano_problems, operator_versions,
-                                    parity_psnr, synthetic_images)
-from style_training.metadata import read_metadata
-from style_training.tflite_runner import TFLiteStylizer
+                                    default_weight_vectors, nano_problems, parity_psnr,
+                                    synthetic_images)
+from style_training.tflite_runner import TFLiteStylizer, operator_versions
+from style_transfer_ros.model_contract import read_sidecar
 from tiny_models import constant_model, tiny_stylizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
@@ -92,7 +93,8 @@ def test_select_style_extracts_one_style_of_a_conditional_model(tmp_path):
         if layer.__class__.__name__ == 'InstanceNorm':
             rng = np.random.default_rng(len(layer.name))
             layer.set_weights([w + rng.normal(0, 0.5, w.shape) for w in layer.get_weights()])
-    single = convert.select_style(model, 1, 'efficient', 0.25)
+    single = Checkpoint(model, ['a', 'b', 'c'], 'efficient', 0.25, [256, 256]).select_style(
+        'b').model
     assert len(single.inputs) == 1
     image = IMAGES[0][None].astype(np.float32)
     expected = model([image, np.eye(3, dtype=np.float32)[1:2]]).numpy()
@@ -103,8 +105,8 @@ def test_select_style_extracts_one_style_of_a_conditional_model(tmp_path):
     convert_model(single, path, 'none')
     assert TFLiteStylizer(path).num_styles == 1
     assert min(r['psnr'] for r in parity_psnr(single, path, IMAGES)) >= DEFAULT_MIN_PSNR['none']
-    with pytest.raises(ValueError):
-        convert.select_style(tiny_stylizer(), 0, 'efficient', 0.25)
+    with pytest.raises(ValueError, match="no style 'a'"):
+        Checkpoint(tiny_stylizer(), ['a'], 'efficient', 0.25, [256, 256]).select_style('a')
 
 
 def test_parity_flags_constant_output(tmp_path):
@@ -144,7 +146,7 @@ def test_cli_writes_model_and_sidecar(model, tmp_path, capsys):
                          'float16', '--target', 'nano', '--sample-count', '2']) == 0
     printed = capsys.readouterr().out
     assert 'KiB' in printed and 'parity mean' in printed
-    metadata = read_metadata(out / 'udnie.json')
+    metadata = read_sidecar(out / 'udnie.json')
     assert (out / 'udnie.tflite').exists()
     assert metadata['painting'] == 'Udnie (1913)'
     assert metadata['training_size'] == [128, 128]
@@ -161,6 +163,16 @@ def test_cli_fails_loudly_below_threshold(model, tmp_path):
     assert not (tmp_path / 'out' / 'udnie.json').exists()
 
 
+def test_cli_refuses_a_sidecar_the_node_would_refuse_before_converting(tmp_path):
+    """Two styles of one name: the node's catalog would skip the model."""
+    save_training_dir(tiny_stylizer(num_styles=2), tmp_path / 'run')
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match='style_names .* must be at least two unique'):
+        convert.main([str(tmp_path / 'run'), '--output-dir', str(out), '--name', 'duo',
+                      '--style', 'udnie,udnie', '--sample-count', '1'])
+    assert not out.exists()
+
+
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         convert.main(['--help'])
@@ -171,12 +183,9 @@ def test_cli_help(capsys):
 def test_fritz_h5_converts(tmp_path):
     if not FRITZ_H5.exists():
         pytest.skip(f'shared data not found at {SHARED_DATA}')
-    network = pytest.importorskip('style_training.network')
-    if not hasattr(network, 'load_fritz_h5'):
-        pytest.skip('network.load_fritz_h5 not there yet')
     assert convert.main([str(FRITZ_H5), '--output-dir', str(tmp_path), '--quantization',
                          'float16', '--sample-count', '1', '--sample-size', '96']) == 0
-    metadata = read_metadata(tmp_path / 'starry_night.json')
+    metadata = read_sidecar(tmp_path / 'starry_night.json')
     assert metadata['architecture'] == 'fritz'
     assert metadata['alpha'] == 0.25
     assert metadata['training_size'] == [256, 256]

@@ -1,15 +1,13 @@
-import pytest
-
-from style_training.metadata import (build_metadata, painting_key, read_metadata,
-                                     validate_metadata, write_metadata)
+from style_training.metadata import build_metadata, painting_key
+from style_transfer_ros.model_contract import read_sidecar, sidecar_problems, write_sidecar
 
 
 def test_round_trip_fills_painting_from_style_stem(tmp_path):
     metadata = build_metadata('starry_night', 'float16', 'fritz', 0.25, (256, 256),
                               ['starry_night_fritz_640x480'], training_command='style-train ...')
     path = tmp_path / 'starry_night.json'
-    write_metadata(path, metadata)
-    loaded = read_metadata(path)
+    write_sidecar(path, metadata)
+    loaded = read_sidecar(path)
     assert loaded == metadata
     assert loaded['painting'] == 'The Starry Night (1889)'
     assert loaded['artist'] == 'Vincent van Gogh'
@@ -29,6 +27,7 @@ def test_painting_key_variants_and_fritz_stems():
 def test_conditional_model_lists_styles_in_order():
     metadata = build_metadata('classics', 'none', 'efficient', 0.25, (256, 256),
                               ['udnie', 'the_scream'], conditional=True)
+    assert sidecar_problems(metadata) == []
     assert metadata['style_names'] == ['udnie', 'the_scream']
     assert [s['artist'] for s in metadata['styles']] == ['Francis Picabia', 'Edvard Munch']
     assert metadata['licence'].startswith('public domain (artist died 1953)')
@@ -38,26 +37,3 @@ def test_unknown_style_gets_no_public_domain_claim():
     metadata = build_metadata('umbrella', 'none', 'fritz', 0.25, (256, 256), ['umbrella_style'])
     assert metadata['artist'] == ''
     assert 'unknown' in metadata['licence']
-
-
-@pytest.mark.parametrize('change, message', [
-    ({'name': 'Starry Night'}, 'name'),
-    ({'quantization': 'int4'}, 'quantization'),
-    ({'architecture': 'vgg'}, 'architecture'),
-    ({'training_size': [256]}, 'training_size'),
-    ({'alpha': 0}, 'alpha'),
-    ({'target': 'pi'}, 'target'),
-    ({'style_names': ['only_one']}, 'style_names'),
-    ({'format_version': 2}, 'format_version'),
-])
-def test_validation_rejects(change, message):
-    metadata = build_metadata('starry_night', 'none', 'fritz', 0.25, (256, 256), ['starry_night'])
-    with pytest.raises(ValueError, match=message):
-        validate_metadata({**metadata, **change})
-
-
-def test_validation_reports_missing_fields(tmp_path):
-    path = tmp_path / 'broken.json'
-    path.write_text('{"format_version": 1, "name": "x"}')
-    with pytest.raises(ValueError, match='missing "quantization"'):
-        read_metadata(path)

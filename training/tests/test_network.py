@@ -1,10 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
 from style_training import network
-
-FRITZ = SHARED_DATA / 'anchors' / 'fritz'
 
 
 def _random_image(height, width, seed=0):
@@ -62,8 +59,8 @@ def test_efficient_network_leaves_full_resolution_to_the_output_sum(tmp_path):
     """Speed by construction: at full resolution the TFLite graph holds only the input, the
     upsampled 3-channel style term, the colour mix, their sum and the clip (no rescaling, no
     tanh, no wide feature maps)."""
-    from ai_edge_litert.interpreter import Interpreter
-    from style_training.convert import convert_model, operator_versions
+    from style_training.convert import convert_model
+    from style_training.tflite_runner import Interpreter, operator_versions
     path = tmp_path / 'efficient.tflite'
     convert_model(network.build_transformer('efficient', 0.25), path)
     assert 'TANH' not in operator_versions(path)
@@ -89,23 +86,6 @@ def test_efficient_half_resolution_pixel_j_is_centred_on_image_pixel_2j():
     assert np.argwhere(response > 0).tolist() == [[5, 7]]  # 'same' padding: rows 4 and 5
 
 
-def test_first_efficient_network_weights_upgrade_exactly_before_the_output_clip():
-    """v1 output: 127.5 tanh(W3 (Wn x) + Wc (image / 127.5 - 1) + bc) + 127.5 per pixel (the
-    resize sits between the 1x1 convs and commutes with them); v2 is that with tanh -> clip."""
-    rng = np.random.default_rng(4)
-    body = [rng.normal(size=(3, 3)).astype(np.float32)]
-    narrow, to_rgb = rng.normal(size=(1, 1, 16, 8)), rng.normal(size=(1, 1, 8, 3))
-    colours, bias = rng.normal(size=(1, 1, 3, 3)), rng.normal(size=3)
-    upgraded = network.upgrade_efficient_v1_weights(body + [narrow, to_rgb, colours, bias])
-    assert upgraded[0] is body[0] and len(upgraded) == 4
-    features, image = rng.normal(size=(50, 16)), rng.uniform(0, 255, (50, 3))
-    v1 = features @ narrow[0, 0] @ to_rgb[0, 0] + (image / 127.5 - 1) @ colours[0, 0] + bias
-    v2 = features @ upgraded[1][0, 0] + (image / 127.5) @ upgraded[2][0, 0] + upgraded[3]
-    np.testing.assert_allclose(v2, v1, atol=1e-9)
-    with pytest.raises(ValueError, match='first-version'):
-        network.upgrade_efficient_v1_weights(upgraded)
-
-
 def test_keras_file_round_trip(tmp_path):
     import keras
     model = network.build_transformer('efficient', 0.25, num_styles=2)
@@ -114,35 +94,3 @@ def test_keras_file_round_trip(tmp_path):
     loaded = keras.saving.load_model(tmp_path / 'model.keras', compile=False)
     inputs = [_random_image(21, 30), np.array([[0.3, 0.7]], np.float32)]
     np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-4)
-
-
-@pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
-@pytest.mark.parametrize('name, architecture, alpha', [
-    ('starry_night_256x256_025.h5', 'fritz', 0.25),
-    ('starry_night.h5', 'fritz', 0.25),
-    ('starry_night_256x256_small_a03.h5', 'fritz_small', 0.3),
-])
-def test_fritz_h5_loads_and_stylizes(name, architecture, alpha):
-    from style_training.images import load_image, resize
-    assert network.fritz_h5_architecture(FRITZ / name) == (architecture, alpha)
-    model = network.load_fritz_h5(FRITZ / name)
-    image = resize(load_image(FRITZ / 'reference' / 'dog.jpg'), 256, 256).astype(np.float32)
-    output = model(image[None]).numpy()[0]
-    assert output.shape == image.shape
-    assert output.min() >= 0 and output.max() <= 255 and output.std() > 20
-    assert np.abs(output - image).mean() > 30  # stylized, not a copy
-
-
-@pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
-def test_fritz_h5_matches_fritz_tflite_export():
-    """The Fritz 640x480 TFLite export holds the same weights as starry_night_256x256_025.h5."""
-    from ai_edge_litert.interpreter import Interpreter
-    image = _random_image(640, 480, seed=3)
-    interpreter = Interpreter(str(FRITZ / 'starry_night_640x480_025.tflite'))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], image)
-    interpreter.invoke()
-    expected = interpreter.get_tensor(interpreter.get_output_details()[0]['index'])
-    output = network.load_fritz_h5(FRITZ / 'starry_night_256x256_025.h5')(image).numpy()
-    assert np.abs(output - expected).max() < 0.5
-

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SHARED_DATA
 from style_training import data, loss_network, network, train
 
 
@@ -114,23 +113,6 @@ def test_stability_loss_measures_change_under_small_camera_motion(content_dir):
     assert set(trainer.losses(batch, tf.ones([2, 1]))) == {'stability', 'total'}
 
 
-def test_fine_tune_from_a_first_version_efficient_checkpoint():
-    old_layout = network.build_transformer('efficient', 0.25)
-    weights = old_layout.get_weights()
-    rng = np.random.default_rng(1)
-    v1_weights = weights[:-3] + [rng.normal(size=(1, 1, 16, 8)).astype(np.float32),
-                                 rng.normal(size=(1, 1, 8, 3)).astype(np.float32)] + weights[-2:]
-
-    class V1Checkpoint:
-        def get_weights(self):
-            return v1_weights
-
-    target = network.build_transformer('efficient', 0.25, num_styles=2)
-    train.copy_weights(V1Checkpoint(), target)
-    np.testing.assert_allclose(target.get_weights()[-3][0, 0],
-                               v1_weights[-4][0, 0] @ v1_weights[-3][0, 0], rtol=1e-5)
-
-
 def _train_cli(tmp_path, content_dir, style_paths, steps, *extra):
     return train.train(train.build_parser().parse_args([
         '--style', f'{style_paths[0]}:1,{style_paths[1]}:2', '--mode', 'conditional',
@@ -165,30 +147,3 @@ def test_cli_checkpoint_resume_and_export(tmp_path, content_dir, style_paths, ca
     log = capsys.readouterr().out
     assert 'resumed from' in log and 'step 4/5' in log and 'step 1/5' not in log
     assert int(resumed.step) == 5 and int(resumed.optimizer.iterations) == 5
-
-
-@pytest.mark.skipif(not (SHARED_DATA / 'anchors' / 'fritz').is_dir(), reason='shared data absent')
-def test_fine_tune_from_fritz_h5_into_conditional_network():
-    fritz = network.load_fritz_h5(SHARED_DATA / 'anchors' / 'fritz' / 'starry_night.h5')
-    conditional = network.build_transformer('fritz', 0.25, num_styles=2)
-    train.copy_weights(fritz, conditional)
-    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(conditional([image, np.array([[0.0, 1.0]], np.float32)]),
-                               fritz(image), atol=1e-3)
-
-
-def test_fine_tune_style_takes_one_style_of_a_conditional_checkpoint(tmp_path):
-    conditional = network.build_transformer('efficient', 0.25, num_styles=2)
-    rng = np.random.default_rng(3)
-    conditional.set_weights([rng.normal(1, 0.3, w.shape).astype(np.float32) if w.ndim == 2
-                             else w for w in conditional.get_weights()])
-    conditional.save(tmp_path / 'model.keras')
-    (tmp_path / 'training.json').write_text(json.dumps({
-        'styles': [{'name': 'a'}, {'name': 'b'}], 'num_styles': 2,
-        'architecture': 'efficient', 'alpha': 0.25}))
-    single = train.one_style_of(train.load_network(tmp_path), tmp_path / 'model.keras', 'b')
-    image = rng.uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(single(image), conditional([image, np.array([[0.0, 1.0]])]),
-                               atol=1e-3)
-    with pytest.raises(SystemExit, match="style 'c'"):
-        train.one_style_of(conditional, tmp_path, 'c')

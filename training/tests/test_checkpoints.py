@@ -1,0 +1,156 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from style_training import checkpoints, network, train
+from style_training.tflite_runner import Interpreter
+
+FRITZ = SHARED_DATA / 'anchors' / 'fritz'
+needs_fritz = pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
+
+
+def _random_image(height, width, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+
+
+def save_conditional_run(directory):
+    """A two-style efficient network with distinct per-style norms, saved as train.py does."""
+    conditional = network.build_transformer('efficient', 0.25, num_styles=2)
+    rng = np.random.default_rng(3)
+    conditional.set_weights([rng.normal(1, 0.3, w.shape).astype(np.float32) if w.ndim == 2
+                             else w for w in conditional.get_weights()])
+    directory.mkdir()
+    conditional.save(directory / 'model.keras')
+    (directory / 'training.json').write_text(json.dumps({
+        'styles': [{'name': 'a'}, {'name': 'b'}], 'num_styles': 2, 'architecture': 'efficient',
+        'alpha': 0.25, 'image_size': [192, 192], 'command': 'style-train ...'}))
+    return conditional
+
+
+def test_load_reads_training_json_and_given_values_win(tmp_path):
+    save_conditional_run(tmp_path / 'run')
+    loaded = checkpoints.load(tmp_path / 'run')
+    assert network.style_count(loaded.model) == 2
+    assert (loaded.styles, loaded.architecture, loaded.alpha) == (['a', 'b'], 'efficient', 0.25)
+    assert (loaded.training_size, loaded.command) == ([192, 192], 'style-train ...')
+    given = checkpoints.load(tmp_path / 'run' / 'model.keras', ['x', 'y'], 'fritz', 0.5, (64, 96))
+    assert (given.styles, given.architecture, given.alpha) == (['x', 'y'], 'fritz', 0.5)
+    assert given.training_size == (64, 96)
+
+
+def test_load_without_training_json_falls_back_to_the_file_name(tmp_path):
+    network.build_transformer('efficient', 0.25).save(tmp_path / 'udnie_320x240.keras')
+    loaded = checkpoints.load(tmp_path / 'udnie_320x240.keras')
+    assert (loaded.styles, loaded.architecture, loaded.alpha) == (['udnie_320x240'],
+                                                                  'efficient', 0.25)
+    assert loaded.training_size == [240, 320] and loaded.command is None
+
+
+def test_select_style_takes_one_style_of_a_conditional_checkpoint(tmp_path):
+    conditional = save_conditional_run(tmp_path / 'run')
+    single = checkpoints.load(tmp_path / 'run').select_style('b')
+    assert single.styles == ['b'] and len(single.model.inputs) == 1
+    image = _random_image(24, 32)
+    np.testing.assert_allclose(single.model(image),
+                               conditional([image, np.array([[0.0, 1.0]])]), atol=1e-3)
+    assert np.abs(single.model(image) - conditional([image, np.array([[1.0, 0.0]])])).mean() > 1
+    with pytest.raises(ValueError, match="no style 'c'"):
+        checkpoints.load(tmp_path / 'run').select_style('c')
+    with pytest.raises(ValueError, match="no style 'b'"):
+        single.select_style('b')
+
+
+def test_cli_fine_tunes_from_one_style_of_a_conditional_run(tmp_path, content_dir, style_paths):
+    conditional = save_conditional_run(tmp_path / 'run')
+    trainer = train.train(train.build_parser().parse_args([
+        '--style', ','.join(style_paths), '--mode', 'conditional', '--content', str(content_dir),
+        '--teacher', str(tmp_path / 'run'), '--fine-tune-checkpoint', str(tmp_path / 'run'),
+        '--fine-tune-style', 'b', '--output-dir', str(tmp_path / 'out'), '--steps', '0',
+        '--image-size', '32']))
+    image = _random_image(24, 32)
+    b_alone = conditional([image, np.array([[0.0, 1.0]])])
+    for weights in ([[1.0, 0.0]], [[0.0, 1.0]]):  # style b seeds every style
+        np.testing.assert_allclose(trainer.model([image, np.array(weights)]), b_alone, atol=1e-3)
+    assert trainer.teacher is not None and trainer.vgg is None
+    with pytest.raises(SystemExit, match="no style 'c'"):
+        train.build_trainer(train.build_parser().parse_args([
+            '--content', str(content_dir), '--output-dir', str(tmp_path / 'out'),
+            '--teacher', str(tmp_path / 'run'), '--fine-tune-checkpoint',
+            str(tmp_path / 'run'), '--fine-tune-style', 'c']))
+
+
+def test_first_efficient_network_weights_upgrade_exactly_before_the_output_clip():
+    """v1 output: 127.5 tanh(W3 (Wn x) + Wc (image / 127.5 - 1) + bc) + 127.5 per pixel (the
+    resize sits between the 1x1 convs and commutes with them); v2 is that with tanh -> clip."""
+    rng = np.random.default_rng(4)
+    body = [rng.normal(size=(3, 3)).astype(np.float32)]
+    narrow, to_rgb = rng.normal(size=(1, 1, 16, 8)), rng.normal(size=(1, 1, 8, 3))
+    colours, bias = rng.normal(size=(1, 1, 3, 3)), rng.normal(size=3)
+    upgraded = checkpoints.upgrade_efficient_v1(body + [narrow, to_rgb, colours, bias])
+    assert upgraded[0] is body[0] and len(upgraded) == 4
+    features, image = rng.normal(size=(50, 16)), rng.uniform(0, 255, (50, 3))
+    v1 = features @ narrow[0, 0] @ to_rgb[0, 0] + (image / 127.5 - 1) @ colours[0, 0] + bias
+    v2 = features @ upgraded[1][0, 0] + (image / 127.5) @ upgraded[2][0, 0] + upgraded[3]
+    np.testing.assert_allclose(v2, v1, atol=1e-9)
+    with pytest.raises(ValueError, match='first-version'):
+        checkpoints.upgrade_efficient_v1(upgraded)
+
+
+def test_fine_tune_from_a_first_version_efficient_checkpoint():
+    weights = network.build_transformer('efficient', 0.25).get_weights()
+    rng = np.random.default_rng(1)
+    v1_weights = weights[:-3] + [rng.normal(size=(1, 1, 16, 8)).astype(np.float32),
+                                 rng.normal(size=(1, 1, 8, 3)).astype(np.float32)] + weights[-2:]
+
+    class V1Checkpoint:
+        def get_weights(self):
+            return v1_weights
+
+    target = network.build_transformer('efficient', 0.25, num_styles=2)
+    checkpoints.copy_weights(V1Checkpoint(), target)
+    np.testing.assert_allclose(target.get_weights()[-3][0, 0],
+                               v1_weights[-4][0, 0] @ v1_weights[-3][0, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match='different architecture'):
+        checkpoints.copy_weights(network.build_transformer('fritz', 0.25), target)
+
+
+@needs_fritz
+@pytest.mark.parametrize('name, architecture, alpha', [
+    ('starry_night_256x256_025.h5', 'fritz', 0.25),
+    ('starry_night.h5', 'fritz', 0.25),
+    ('starry_night_256x256_small_a03.h5', 'fritz_small', 0.3),
+])
+def test_fritz_h5_loads_and_stylizes(name, architecture, alpha):
+    from style_training.images import load_image, resize
+    loaded = checkpoints.load(FRITZ / name)
+    assert (loaded.architecture, loaded.alpha) == (architecture, alpha)
+    image = resize(load_image(FRITZ / 'reference' / 'dog.jpg'), 256, 256).astype(np.float32)
+    output = loaded.model(image[None]).numpy()[0]
+    assert output.shape == image.shape
+    assert output.min() >= 0 and output.max() <= 255 and output.std() > 20
+    assert np.abs(output - image).mean() > 30  # stylized, not a copy
+
+
+@needs_fritz
+def test_fritz_h5_matches_fritz_tflite_export():
+    """The Fritz 640x480 TFLite export holds the same weights as starry_night_256x256_025.h5."""
+    image = _random_image(640, 480, seed=3)
+    interpreter = Interpreter(str(FRITZ / 'starry_night_640x480_025.tflite'))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], image)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(interpreter.get_output_details()[0]['index'])
+    output = checkpoints.load_fritz_h5(FRITZ / 'starry_night_256x256_025.h5')(image).numpy()
+    assert np.abs(output - expected).max() < 0.5
+
+
+@needs_fritz
+def test_fine_tune_from_fritz_h5_into_conditional_network():
+    fritz = checkpoints.load_fritz_h5(FRITZ / 'starry_night.h5')
+    conditional = network.build_transformer('fritz', 0.25, num_styles=2)
+    checkpoints.copy_weights(fritz, conditional)
+    image = _random_image(32, 32)
+    np.testing.assert_allclose(conditional([image, np.array([[0.0, 1.0]], np.float32)]),
+                               fritz(image), atol=1e-3)
