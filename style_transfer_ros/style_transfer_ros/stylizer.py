@@ -28,6 +28,9 @@ MIN_PROCESSING_SIZE = 16
 NANO_RUNTIME_BEFORE = (2, 10)
 MAX_PROCESSING_SIZE = 4096
 DRY_RUN_SIDE = 64
+# A dynamic model gets a fresh interpreter when a frame is this many times smaller than the
+# size it is allocated for.
+RELEASE_FACTOR = 4
 
 _runtime_cache = {}
 
@@ -116,6 +119,10 @@ def validate_style_weights(weights, num_styles):
     if total <= 0:
         raise ValueError('style weights must not all be zero')
     return values / total
+
+
+def _pixels(shape):
+    return shape[0] * shape[1]
 
 
 def _round_to_multiple(value):
@@ -218,11 +225,16 @@ class Stylizer(object):
         path = self.model_path
         if not os.path.isfile(path):
             raise ModelError(path, 'file does not exist')
-        with open(path, 'rb') as model_file:
-            if model_file.read(8)[4:8] != b'TFL3':
-                raise ModelError(path, 'not a TFLite model (no "TFL3" flatbuffer identifier)')
         try:
-            self._interpreter = interpreter_class(model_path=path, num_threads=self.num_threads)
+            with open(path, 'rb') as model_file:
+                self._model_content = model_file.read()
+        except (IOError, OSError) as error:  # e.g. no read permission
+            raise ModelError(path, 'cannot read it: {}'.format(error.strerror or error))
+        if self._model_content[4:8] != b'TFL3':
+            raise ModelError(path, 'not a TFLite model (no "TFL3" flatbuffer identifier)')
+        self._interpreter_class = interpreter_class
+        try:
+            self._interpreter = self._new_interpreter()
             inputs = self._interpreter.get_input_details()
             outputs = self._interpreter.get_output_details()
         except Exception as error:  # the runtimes raise assorted types
@@ -248,6 +260,10 @@ class Stylizer(object):
         self.fixed_size = None if dynamic else (signature[1], signature[2])
         self._input_lut = self._make_input_lut()
         self._output_lut = self._make_output_lut()
+
+    def _new_interpreter(self):
+        return self._interpreter_class(model_content=self._model_content,
+                                       num_threads=self.num_threads)
 
     def _make_input_lut(self):
         """Map each uint8 pixel value to the network's quantized input; None for float input
@@ -324,8 +340,14 @@ class Stylizer(object):
 
     def _infer(self, frame, weights):
         """Run the network on a frame already at processing size; uint8 RGB output."""
-        interpreter = self._interpreter
         shape = frame.shape[:2]
+        if (self.fixed_size is None and self._allocated_shape is not None
+                and _pixels(self._allocated_shape) > RELEASE_FACTOR * _pixels(shape)):
+            # A TFLite arena never shrinks: after one huge frame, a fresh interpreter gives
+            # the memory back instead of holding it for the small frames that follow.
+            self._interpreter = self._new_interpreter()
+            self._allocated_shape = None
+        interpreter = self._interpreter
         if self.fixed_size is None and shape != self._allocated_shape:
             interpreter.resize_tensor_input(self._image['index'], [1, shape[0], shape[1], 3])
             interpreter.allocate_tensors()

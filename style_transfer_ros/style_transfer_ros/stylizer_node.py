@@ -1,19 +1,25 @@
 """ROS 2 node: stylize a camera topic with a swappable TFLite style model.
 
-Frames arrive on ``image`` (best effort, depth 1 by default), the newest one waits in a
-one-slot mailbox, and a worker thread stylizes it and publishes ``image_stylized``
-(reliable) with the same header. A frame that arrives while the model is busy replaces the
-waiting one and is counted as dropped, so no backlog can build up. Styles change through
-``~/set_style`` or the ``style`` parameter; a new model is loaded and validated beside the
-running one and swapped in with one assignment, so a failed change leaves the old style
-running.
+Frames arrive on ``image`` (best effort; or ``image/compressed``), the newest one waits in a
+one-slot mailbox, and a worker thread stylizes it and publishes ``image_stylized`` (reliable)
+with the same header, and ``image_stylized/compressed`` (JPEG) while someone subscribes to it.
+A frame that arrives while the model is busy replaces the waiting one and is counted as
+dropped, so no backlog builds up.
+
+Every state change is a parameter change: ``ros2 param set``, start-up values and
+``~/set_style`` (which translates its request into one atomic parameter update) all pass
+through one validator (node_parameters) and one loader, and a refused change changes nothing.
+A new model is loaded beside the running one and swapped in with one assignment.
+
+Everything but inference runs on a SingleThreadedExecutor: rclpy's MultiThreadedExecutor
+re-queues handlers that wait in its pool and spins a core doing it, which takes the CPU that
+inference and DDS need. Loading a model on the executor (10-60 ms) pauses the intake of
+frames, not the painting.
 
 Runs on rclpy from Humble on (Python 3.6 on the Jetson Nano container), so only APIs and
 syntax that exist there are used.
 """
 
-import collections
-import math
 import os
 import threading
 import time
@@ -22,26 +28,31 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
-from sensor_msgs.msg import Image
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from style_transfer_interfaces.msg import StyleInfo
 from style_transfer_interfaces.srv import ListStyles, SetStyle
 
+from style_transfer_ros import frame_statistics
 from style_transfer_ros.catalog import Catalog, SelectionError
-from style_transfer_ros.image_conversion import (ImageConversionError, image_msg_to_rgb,
-                                                 rgb_to_image_msg)
+from style_transfer_ros.image_conversion import (ImageConversionError, compressed_msg_to_rgb,
+                                                 image_msg_to_rgb, parse_serialized_image,
+                                                 rgb_to_compressed_msg, serialize_image)
+from style_transfer_ros.node_parameters import SPECS, Settings, cores
 from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
 
-OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
-OUTPUT_SIZES = ('input', 'processing')
-# Parameters whose change needs a (possibly) different model or interpreter.
-MODEL_PARAMETERS = ('style', 'blend_weights', 'num_threads', 'model_dirs', 'allow_model_paths')
+LOG_PERIOD = 10.0  # seconds between the node's one-line rate reports
+WARNING_PERIOD = 5.0  # seconds between two warnings of one kind
+_PARAMETER_TYPES = {
+    'bool': ParameterType.PARAMETER_BOOL, 'integer': ParameterType.PARAMETER_INTEGER,
+    'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING}
+_LEVELS = {frame_statistics.OK: DiagnosticStatus.OK, frame_statistics.WARN: DiagnosticStatus.WARN,
+           frame_statistics.ERROR: DiagnosticStatus.ERROR}
 
 
 def default_model_dir():
@@ -56,15 +67,27 @@ def default_model_dir():
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
 
 
-def _descriptor(description, type_, read_only=False, **ranges):
-    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only)
-    if 'floating' in ranges:
-        low, high = ranges['floating']
-        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
-    if 'integer' in ranges:
-        low, high = ranges['integer']
-        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+def _descriptor(spec):
+    """The ParameterDescriptor of a node_parameters.Spec (arrays are dynamically typed)."""
+    descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.kind.endswith('_array'):
+        descriptor.dynamic_typing = True
+        return descriptor
+    descriptor.type = _PARAMETER_TYPES[spec.kind]
+    if spec.kind == 'integer':
+        descriptor.integer_range = [IntegerRange(
+            from_value=spec.limits[0], to_value=spec.limits[1], step=1)]
+    elif spec.kind == 'double':
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=spec.limits[0], to_value=spec.limits[1])]
+    elif spec.limits:
+        descriptor.additional_constraints = 'one of: ' + ', '.join(spec.limits)
     return descriptor
+
+
+def _float32_clean(value):
+    """A float32 from a service request as the decimal it was typed as (0.8, not 0.80000001)."""
+    return float('%.7g' % value)
 
 
 class ActiveStyle(object):
@@ -80,259 +103,174 @@ class ActiveStyle(object):
         if not self.weights and stylizer.num_styles:
             self.weights = [1.0 / stylizer.num_styles] * stylizer.num_styles
 
-
-class RateWindow(object):
-    """Counts events and keeps recent durations for fps / mean / p95 figures."""
-
-    def __init__(self, size=200):
-        self.count = 0
-        self.samples = collections.deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def add(self, sample=None):
-        with self._lock:
-            self.count += 1
-            if sample is not None:
-                self.samples.append(sample)
-
-    def take(self):
-        """Return (count, samples) since the last take and reset."""
-        with self._lock:
-            count, samples = self.count, list(self.samples)
-            self.count = 0
-            self.samples.clear()
-        return count, samples
-
-
-def _mean_p95(samples):
-    if not samples:
-        return float('nan'), float('nan')
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(math.ceil(0.95 * len(ordered))) - 1)]
-    return sum(ordered) / len(ordered), p95
+    def describe(self):
+        text = self.selection.description
+        if self.strength < 1.0:
+            text += ' @ strength %.2f' % self.strength
+        return text
 
 
 class StylizerNode(Node):
 
     def __init__(self, **kwargs):
         super(StylizerNode, self).__init__('style_transfer', **kwargs)
+        self._settings = self._declare_parameters()
+        self._catalog = Catalog(self._model_dirs(self._settings), target=runtime_target())
+        for problem in self._catalog.problems:
+            self.get_logger().warning('model catalog: %s' % problem)
+        self._active = self._load_active(self._settings, self._catalog)
+        self._warn_about_threads(self._settings)
+        self._statistics = frame_statistics.FrameStatistics()
+        self._last_warning = {}  # kind -> (monotonic time, warnings held back since)
+        self._last_log = time.monotonic()
+        self._last_level = frame_statistics.OK
         self._mailbox = None  # the newest frame not yet taken by the worker
         self._mailbox_cond = threading.Condition()
         self._running = True
-        self._worker = threading.Thread(target=self._work, name='stylizer', daemon=True)
-        self._declare_parameters()
-        self._dropped = 0
-        self._bad_frames = 0
-        self._frames_in = RateWindow()
-        self._frames_out = RateWindow()
-        self._inference_ms = RateWindow()
-        self._latency_ms = RateWindow()
-        self._stats_since = time.monotonic()
-        self._model_lock = threading.Lock()  # one model load at a time
-        self._service_update = False
-
-        self._catalog = Catalog(self._model_dirs(), target=runtime_target())
-        for problem in self._catalog.problems:
-            self.get_logger().warn('model catalog: %s' % problem)
-        self._active = self._load_active(
-            style=self._param('style'), blend_weights=self._param('blend_weights'),
-            strength=self._param('strength'), num_threads=self._param('num_threads'),
-            catalog=self._catalog, allow_paths=self._param('allow_model_paths'))
-        self._apply_stylizer_sizes(self._active.stylizer)
+        self._wire()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name='stylizer', daemon=True)
+        self._worker.start()
+        self.get_logger().info('painting %s on %s, %d inference thread(s)%s, input %s' % (
+            self._active.describe(), self._active.stylizer.backend, self._settings.threads,
+            ' (auto: %d cores - 1)' % cores() if not self._settings.num_threads else '',
+            self._input.topic_name))
 
-        sensor_qos = QoSProfile(depth=self._param('qos_depth'),
+    # ---------------------------------------------------------------- set-up
+    def _declare_parameters(self):
+        """Declare every parameter from node_parameters.SPECS; validate the start-up values."""
+        for spec in SPECS:
+            default = None if spec.kind.endswith('_array') else spec.default
+            self.declare_parameter(spec.name, default, _descriptor(spec))
+        return Settings(dict((spec.name, self.get_parameter(spec.name).value) for spec in SPECS))
+
+    def _wire(self):
+        """Topics, services and timers; everything here runs on the one executor thread."""
+        self._publisher = self.create_publisher(
+            Image, 'image_stylized', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._compressed_publisher = self.create_publisher(
+            CompressedImage, 'image_stylized/compressed',
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        sensor_qos = QoSProfile(depth=self._settings.qos_depth,
                                 reliability=ReliabilityPolicy.BEST_EFFORT,
                                 history=HistoryPolicy.KEEP_LAST)
-        self._publisher = self.create_publisher(
-            Image, 'image_stylized',
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        self._subscription = self.create_subscription(
-            Image, 'image', self._on_image, sensor_qos)
+        self._compressed_input = self._settings.input_transport == 'compressed'
+        if self._compressed_input:
+            self._input = self.create_subscription(
+                CompressedImage, 'image/compressed', self._on_frame, sensor_qos)
+        else:  # serialized: the worker reads the pixels in place (image_conversion)
+            self._input = self.create_subscription(
+                Image, 'image', self._on_frame, sensor_qos, raw=True)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetStyle, '~/set_style', self._on_set_style, callback_group=services)
-        self.create_service(ListStyles, '~/list_styles', self._on_list_styles,
-                            callback_group=services)
-        self._diagnostics_timer = self.create_timer(
-            self._param('diagnostics_period'), self._publish_diagnostics)
-        self._last_log = 0.0
-        self._last_warning = -1e9
-        self._warnings_held = 0
-        self._worker.start()
-        self.get_logger().info('painting %s on %s, %d thread(s)' % (
-            self._active.selection.description, self._active.stylizer.backend,
-            self._active.stylizer.num_threads))
+        self.create_service(SetStyle, '~/set_style', self._on_set_style)
+        self.create_service(ListStyles, '~/list_styles', self._on_list_styles)
+        self._diagnostics_timer = self.create_timer(self._settings.diagnostics_period,
+                                                    self._publish_diagnostics)
+        # Clears blend_weights after a style change they no longer fit (see _load_active).
+        self._clear_weights = self.create_guard_condition(self._on_clear_weights)
 
-    # ---------------------------------------------------------------- parameters
-    def _declare_parameters(self):
-        string, integer = ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_INTEGER
-        double, boolean = ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_BOOL
-        declared = [
-            ('model_dirs', Parameter.Type.STRING_ARRAY, _descriptor(
-                'Folders scanned for *.tflite models with a .json sidecar; empty = the '
-                "package's models/ folder", ParameterType.PARAMETER_STRING_ARRAY)),
-            ('style', 'starry_night', _descriptor(
-                'Catalog name ("starry_night"), multi-style model ("classics"), one style of '
-                'it ("classics/the_scream"), or a model path when allow_model_paths', string)),
-            ('blend_weights', Parameter.Type.DOUBLE_ARRAY, _descriptor(
-                'Weights of the styles of a multi-style model, in its style_names order; '
-                'empty = equal blend', ParameterType.PARAMETER_DOUBLE_ARRAY)),
-            ('strength', 1.0, _descriptor(
-                '0 = original frame, 1 = fully stylized', double, floating=(0.0, 1.0))),
-            ('num_threads', 2, _descriptor(
-                'TFLite interpreter threads', integer, integer=(1, 64))),
-            ('processing_size', 0, _descriptor(
-                'Longest side the model sees, in pixels (rounded to a multiple of 4); '
-                "0 = the frame's size (or a fixed-size model's own size)",
-                integer, integer=(0, 4096))),
-            ('output_size', 'input', _descriptor(
-                "'input' = publish at the camera's size, 'processing' = at processing_size",
-                string)),
-            ('output_encoding', 'rgb8', _descriptor('rgb8 or bgr8', string)),
-            ('qos_depth', 1, _descriptor(
-                'Depth of the best-effort image subscription (set at start-up)', integer,
-                read_only=True, integer=(1, 100))),
-            ('diagnostics_period', 1.0, _descriptor(
-                'Seconds between /diagnostics messages', double, floating=(0.05, 3600.0))),
-            ('allow_model_paths', False, _descriptor(
-                'Allow set_style with a .tflite path (it must lie inside model_dirs)',
-                boolean)),
-            ('lazy', True, _descriptor(
-                'Skip inference while nobody subscribes to image_stylized', boolean)),
-        ]
-        for name, value, descriptor in declared:
-            self.declare_parameter(name, value, descriptor)
+    def _model_dirs(self, settings):
+        return [os.path.expanduser(d) for d in settings.model_dirs if d] or [default_model_dir()]
 
-    def _param(self, name):
-        try:
-            value = self.get_parameter(name).value
-        except ParameterUninitializedException:  # array parameters declared by type only
-            return []
-        if isinstance(value, (list, tuple)) or type(value).__name__ == 'array':
-            return list(value)
-        return value
+    def _warn_about_threads(self, settings):
+        if settings.threads >= cores():
+            self.get_logger().warning(
+                'num_threads %d >= %d cores: inference will compete with the camera driver and '
+                'DDS for every core and stall; 0 picks cores - 1' % (settings.threads, cores()))
 
-    def _model_dirs(self, dirs=None):
-        dirs = self._param('model_dirs') if dirs is None else dirs
-        return [os.path.expanduser(d) for d in dirs if d] or [default_model_dir()]
-
-    def _load_active(self, style, blend_weights, strength, num_threads, catalog, allow_paths,
-                     blend_styles=()):
-        """Resolve and load a style without touching the running one; raise on any problem."""
-        selection = catalog.resolve(style, blend_styles=blend_styles,
-                                    blend_weights=blend_weights, allow_model_paths=allow_paths)
+    # ---------------------------------------------------------------- state changes
+    def _load_active(self, settings, catalog):
+        """Resolve and load the style settings ask for, beside the running one; raise on any
+        problem (before touching the running stylizer)."""
+        selection = catalog.resolve(settings.style, blend_weights=settings.blend_weights,
+                                    allow_model_paths=settings.allow_model_paths)
         current = getattr(self, '_active', None)
         if (current is not None and current.stylizer.model_path == selection.model_path
-                and current.stylizer.num_threads == num_threads):
-            stylizer = current.stylizer  # same file: only weights or strength change
+                and current.stylizer.num_threads == settings.threads):
+            stylizer = current.stylizer  # same file: only weights, strength or sizes change
         else:
-            stylizer = Stylizer(selection.model_path, num_threads=num_threads)
+            stylizer = Stylizer(selection.model_path, num_threads=settings.threads)
         if stylizer.num_styles == 0 and selection.weights:
             raise SelectionError('%s is a single-style model: blend weights do not apply'
                                  % selection.description)
-        return ActiveStyle(stylizer, selection, strength)
-
-    def _apply_stylizer_sizes(self, stylizer, processing_size=None, output_size=None):
-        stylizer.processing_size = (self._param('processing_size')
-                                    if processing_size is None else processing_size)
-        stylizer.output_size = self._param('output_size') if output_size is None else output_size
+        stylizer.processing_size = settings.processing_size  # validated by Settings
+        stylizer.output_size = settings.output_size
+        return ActiveStyle(stylizer, selection, settings.strength)
 
     def _on_set_parameters(self, parameters):
-        if self._service_update:
-            return SetParametersResult(successful=True)
-        changed = dict((p.name, p.value) for p in parameters)
+        """The one path for every change: validate all of it, load what it needs, then swap;
+        on any error nothing changes."""
+        changes = dict((p.name, p.value) for p in parameters)
         try:
-            self._apply_parameters(changed)
+            settings = self._settings.updated(changes)
+            catalog = self._catalog
+            if 'model_dirs' in changes:
+                catalog = Catalog(self._model_dirs(settings), target=runtime_target())
+            try:
+                active = self._load_active(settings, catalog)
+            except SelectionError:
+                # Setting style alone always works: weights that do not fit it are reset.
+                if 'style' not in changes or 'blend_weights' in changes \
+                        or not settings.blend_weights:
+                    raise
+                settings = settings.updated({'blend_weights': []})
+                active = self._load_active(settings, catalog)
+                self._clear_weights.trigger()  # the parameter follows once this returns
         except (SelectionError, ModelError, ValueError) as error:
-            self.get_logger().warn('parameter change rejected: %s' % error)
+            self.get_logger().warning('parameter change rejected: %s' % error)
             return SetParametersResult(successful=False, reason=str(error))
+        if settings.threads != self._settings.threads:
+            self._warn_about_threads(settings)
+        previous, self._settings, self._catalog, self._active = (
+            self._active, settings, catalog, active)
+        if previous.describe() != active.describe():
+            self.get_logger().info('now painting %s' % active.describe())
+        if 'diagnostics_period' in changes:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(settings.diagnostics_period,
+                                                        self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
-    def _apply_parameters(self, changed):
-        def new(name):
-            value = changed[name] if name in changed else self._param(name)
-            if value is None:  # an array parameter set to nothing
-                return []
-            return list(value) if name in ('model_dirs', 'blend_weights') else value
-
-        if new('output_encoding') not in OUTPUT_ENCODINGS:
-            raise ValueError('output_encoding must be one of %s, not %r'
-                             % (', '.join(OUTPUT_ENCODINGS), new('output_encoding')))
-        if new('output_size') not in OUTPUT_SIZES:
-            raise ValueError('output_size must be one of %s, not %r'
-                             % (', '.join(OUTPUT_SIZES), new('output_size')))
-        if any(name in changed for name in MODEL_PARAMETERS):
-            catalog = self._catalog
-            if 'model_dirs' in changed:
-                catalog = Catalog(self._model_dirs(new('model_dirs')), target=runtime_target())
-            with self._model_lock:
-                active = self._load_active(
-                    style=new('style'), blend_weights=new('blend_weights'),
-                    strength=new('strength'), num_threads=new('num_threads'),
-                    catalog=catalog, allow_paths=new('allow_model_paths'))
-                self._apply_stylizer_sizes(active.stylizer, new('processing_size'),
-                                           new('output_size'))
-                self._catalog = catalog
-                self._active = active
-            self.get_logger().info('now painting %s' % self._describe(active))
-        else:
-            if 'processing_size' in changed or 'output_size' in changed:
-                self._apply_stylizer_sizes(self._active.stylizer, new('processing_size'),
-                                           new('output_size'))
-            if 'strength' in changed:
-                active = self._active
-                self._active = ActiveStyle(active.stylizer, active.selection, new('strength'))
-        if 'diagnostics_period' in changed:
-            self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = self.create_timer(changed['diagnostics_period'],
-                                                        self._publish_diagnostics)
+    def _on_clear_weights(self):
+        if self._settings.blend_weights == [] and self.get_parameter('blend_weights').value:
+            self.set_parameters([Parameter('blend_weights', Parameter.Type.DOUBLE_ARRAY, [])])
 
     # ---------------------------------------------------------------- services
     def _on_set_style(self, request, response):
-        strength = self._active.strength if request.strength < 0 else float(request.strength)
+        """Translate the request into one atomic parameter update."""
         try:
-            if not (0.0 <= strength <= 1.0) or math.isnan(strength):
-                raise ValueError('strength must be within [0, 1], got %r' % request.strength)
-            if request.blend_weights and not request.blend_styles and not request.style:
-                raise SelectionError('blend_weights given without style or blend_styles')
-            with self._model_lock:
-                active = self._load_active(
-                    style=request.style, blend_styles=list(request.blend_styles),
-                    blend_weights=[float(w) for w in request.blend_weights],
-                    strength=strength, num_threads=self._active.stylizer.num_threads,
-                    catalog=self._catalog, allow_paths=self._param('allow_model_paths'))
-                self._apply_stylizer_sizes(active.stylizer)
-                self._active = active
-        except (SelectionError, ModelError, ValueError) as error:
-            response.success = False
-            response.message = str(error)
-            response.active_style = self._describe(self._active)
-            self.get_logger().warn('set_style failed, still painting %s: %s'
-                                   % (response.active_style, error))
-            return response
-        # Record the selection in the parameters in a form that selects it again: as asked,
-        # or, for a blend of named styles, as the model name plus its full weight vector.
-        if request.style:
-            style_parameter, weights_parameter = request.style, list(request.blend_weights)
-        else:
-            style_parameter = active.selection.entry.name
-            weights_parameter = list(active.selection.weights)
-        self._service_update = True
-        try:
-            self.set_parameters([
-                Parameter('style', Parameter.Type.STRING, style_parameter),
-                Parameter('blend_weights', Parameter.Type.DOUBLE_ARRAY,
-                          [float(w) for w in weights_parameter]),
-                Parameter('strength', Parameter.Type.DOUBLE, float(strength)),
-            ])
-        finally:
-            self._service_update = False
-        response.success = True
-        response.active_style = self._describe(active)
-        response.message = 'now painting ' + response.active_style
-        self.get_logger().info(response.message)
+            result = self.set_parameters_atomically(self._style_parameters(request))
+        except (SelectionError, ValueError) as error:
+            self.get_logger().warning('set_style refused: %s' % error)
+            result = SetParametersResult(successful=False, reason=str(error))
+        response.success = result.successful
+        response.active_style = self._active.describe()
+        response.message = ('now painting ' + response.active_style if result.successful
+                            else result.reason)
         return response
+
+    def _style_parameters(self, request):
+        """The parameters a SetStyle request asks for (a blend of named styles becomes its
+        model's name and full weight vector, so the parameters select it again)."""
+        parameters = []
+        if not request.strength < 0:  # negative keeps the strength; NaN is refused later
+            parameters.append(Parameter('strength', Parameter.Type.DOUBLE,
+                                        _float32_clean(request.strength)))
+        weights = [_float32_clean(w) for w in request.blend_weights]
+        style = request.style
+        if request.blend_styles:
+            selection = self._catalog.resolve(
+                style, blend_styles=list(request.blend_styles), blend_weights=weights,
+                allow_model_paths=self._settings.allow_model_paths)
+            style, weights = selection.entry.name, list(selection.weights)
+        elif not style and weights:
+            raise SelectionError('blend_weights given without style or blend_styles')
+        if style:
+            parameters += [Parameter('style', Parameter.Type.STRING, style),
+                           Parameter('blend_weights', Parameter.Type.DOUBLE_ARRAY, weights)]
+        if not parameters:
+            raise SelectionError('empty request: give a style, blend_styles or a strength')
+        return parameters
 
     def _on_list_styles(self, request, response):
         for entry in self._catalog.entries.values():
@@ -341,23 +279,16 @@ class StylizerNode(Node):
                 painting=entry.painting, artist=entry.artist, licence=entry.licence,
                 quantization=entry.quantization, style_names=list(entry.style_names),
                 verified_runtimes=[str(r) for r in entry.metadata.get('verified_runtimes', [])]))
-        response.active_style = self._describe(self._active)
+        response.active_style = self._active.describe()
         response.runtime = self._active.stylizer.backend
         return response
 
-    @staticmethod
-    def _describe(active):
-        text = active.selection.description
-        if active.strength < 1.0:
-            text += ' @ strength %.2f' % active.strength
-        return text
-
     # ---------------------------------------------------------------- frames
-    def _on_image(self, msg):
-        self._frames_in.add()
+    def _on_frame(self, msg):
+        self._statistics.count('received')
         with self._mailbox_cond:
             if self._mailbox is not None:
-                self._dropped += 1
+                self._statistics.count('dropped')
             self._mailbox = msg
             self._mailbox_cond.notify()
 
@@ -373,90 +304,109 @@ class StylizerNode(Node):
             msg = self._next_frame()
             if msg is None:
                 continue
+            raw_out = self._publisher.get_subscription_count()
+            jpeg_out = self._compressed_publisher.get_subscription_count()
+            if self._settings.lazy and not raw_out and not jpeg_out:
+                self._statistics.count('idle')
+                continue
             try:
-                if self._param('lazy') and self._publisher.get_subscription_count() == 0:
-                    continue
-                self._process(msg)
+                self._process(msg, raw_out or not self._settings.lazy, jpeg_out)
             except ImageConversionError as error:
-                self._bad_frames += 1
-                self._warn_throttled('dropping bad frame: %s' % error)
+                self._statistics.count('bad', str(error))
+                self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
             except Exception as error:  # keep painting whatever a frame or model throws
                 if not self.context.ok():  # SIGINT/SIGTERM shut rclpy down under us
                     return
-                self._bad_frames += 1
-                self._warn_throttled('frame failed: %r' % (error,))
+                self._statistics.count('failed', repr(error))
+                self._warn_throttled('failure', 'frame failed: %r' % (error,))
 
-    def _warn_throttled(self, message, period=5.0):
-        """Warn at most once per period, saying how many warnings were held back."""
-        now = time.monotonic()
-        if now - self._last_warning < period:
-            self._warnings_held += 1
+    def _process(self, msg, raw_out, jpeg_out):
+        settings, active = self._settings, self._active  # one consistent state per frame
+        if self._compressed_input:
+            stamp, frame_id = msg.header.stamp, msg.header.frame_id
+            stamp_sec, stamp_nanosec = stamp.sec, stamp.nanosec
+            rgb = compressed_msg_to_rgb(msg)
+            pixels = rgb.shape[0] * rgb.shape[1]
+        else:
+            image = parse_serialized_image(msg)
+            stamp_sec, stamp_nanosec, frame_id = (image.stamp_sec, image.stamp_nanosec,
+                                                  image.frame_id)
+            pixels = image.width * image.height
+        if pixels > settings.max_input_pixels:
+            self._statistics.count('oversized')
+            self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
+                                 % (pixels, settings.max_input_pixels))
             return
-        if self._warnings_held:
-            message += ' (and %d more since the last warning)' % self._warnings_held
-        self._last_warning, self._warnings_held = now, 0
-        self.get_logger().warn(message)
-
-    def _process(self, msg):
-        rgb = image_msg_to_rgb(msg)
-        active = self._active
+        if not self._compressed_input:
+            rgb = image_msg_to_rgb(image, copy=False)
         started = time.monotonic()
         stylized = active.stylizer.stylize(rgb, style_weights=active.weights,
                                            strength=active.strength)
-        self._inference_ms.add(1000.0 * (time.monotonic() - started))
-        out = rgb_to_image_msg(stylized, msg.header, self._param('output_encoding'))
-        self._publisher.publish(out)
-        stamp = msg.header.stamp
-        if stamp.sec or stamp.nanosec:
+        self._statistics.add_time('inference_ms', 1000.0 * (time.monotonic() - started))
+        if raw_out:
+            self._publisher.publish(serialize_image(stylized, stamp_sec, stamp_nanosec, frame_id,
+                                                    settings.output_encoding))
+        if jpeg_out:
+            header = Header(frame_id=frame_id)
+            header.stamp.sec, header.stamp.nanosec = stamp_sec, stamp_nanosec
+            self._compressed_publisher.publish(
+                rgb_to_compressed_msg(stylized, header, settings.jpeg_quality))
+        if stamp_sec or stamp_nanosec:
             now = self.get_clock().now().nanoseconds
-            self._latency_ms.add((now - (stamp.sec * 10 ** 9 + stamp.nanosec)) / 1e6)
-        self._frames_out.add()
+            self._statistics.add_time(
+                'latency_ms', (now - (stamp_sec * 10 ** 9 + stamp_nanosec)) / 1e6)
+        self._statistics.count('published')
+
+    def _warn_throttled(self, kind, message):
+        """Warn at most once per WARNING_PERIOD per kind, saying how many of that kind were
+        held back."""
+        now = time.monotonic()
+        last, held = self._last_warning.get(kind, (-WARNING_PERIOD, 0))
+        if now - last < WARNING_PERIOD:
+            self._last_warning[kind] = (last, held + 1)
+            return
+        if held:
+            message += ' (and %d more like it since the last warning)' % held
+        self._last_warning[kind] = (now, 0)
+        self.get_logger().warning(message)
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self):
-        now = time.monotonic()
-        elapsed = max(now - self._stats_since, 1e-6)
-        self._stats_since = now
-        frames_in, _ = self._frames_in.take()
-        frames_out, _ = self._frames_out.take()
-        _, inference = self._inference_ms.take()
-        _, latency = self._latency_ms.take()
-        inference_mean, inference_p95 = _mean_p95(inference)
-        latency_mean, latency_p95 = _mean_p95(latency)
-        active = self._active
-        values = [
-            ('input_fps', '%.2f' % (frames_in / elapsed)),
-            ('output_fps', '%.2f' % (frames_out / elapsed)),
-            ('inference_ms_mean', '%.1f' % inference_mean),
-            ('inference_ms_p95', '%.1f' % inference_p95),
-            ('latency_ms_mean', '%.1f' % latency_mean),
-            ('latency_ms_p95', '%.1f' % latency_p95),
-            ('dropped_frames', str(self._dropped)),
-            ('bad_frames', str(self._bad_frames)),
-            ('active_style', self._describe(active)),
+        active, settings = self._active, self._settings
+        subscribers = (self._publisher.get_subscription_count()
+                       + self._compressed_publisher.get_subscription_count())
+        report = frame_statistics.report(
+            self._statistics, settings.input_timeout, settings.lazy and not subscribers,
+            self._input.topic_name)
+        values = report.values + [
+            ('active_style', active.describe()),
             ('model_file', active.stylizer.model_path),
             ('runtime', active.stylizer.backend),
             ('threads', str(active.stylizer.num_threads)),
-            ('subscribers', str(self._publisher.get_subscription_count())),
+            ('processing_size', str(settings.processing_size)),
+            ('subscribers', str(subscribers)),
         ]
         status = DiagnosticStatus(
-            level=DiagnosticStatus.OK, name='%s: stylizer' % self.get_name(),
-            hardware_id=self.get_fully_qualified_name(),
-            message='painting %s' % self._describe(active),
+            level=_LEVELS[report.level], name='%s: stylizer' % self.get_name(),
+            hardware_id=self.get_fully_qualified_name(), message=report.message,
             values=[KeyValue(key=k, value=v) for k, v in values])
-        if frames_in and not frames_out and self._publisher.get_subscription_count():
-            status.level = DiagnosticStatus.WARN
-            status.message = 'frames arrive but none are published'
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(array)
-        if now - self._last_log >= 10.0 and (frames_in or frames_out):
-            self._last_log = now
-            self.get_logger().info(
-                'in %.1f fps, out %.1f fps, inference %.1f ms (p95 %.1f), latency %.1f ms, '
-                'dropped %d, %s' % (frames_in / elapsed, frames_out / elapsed, inference_mean,
-                                    inference_p95, latency_mean, self._dropped,
-                                    self._describe(active)))
+        now = time.monotonic()
+        if now - self._last_log >= LOG_PERIOD or report.level != self._last_level:
+            self._last_log, self._last_level = now, report.level
+            figures = dict(report.values)
+            line = ('%s; in %s fps, out %s fps, inference %s ms (p95 %s), latency %s ms, '
+                    'dropped %s, %s' % (
+                        report.message, figures['input_fps'], figures['output_fps'],
+                        figures['inference_ms_mean'], figures['inference_ms_p95'],
+                        figures['latency_ms_mean'], figures['dropped_frames'],
+                        active.describe()))
+            if report.level == frame_statistics.OK:  # rclpy: one severity per call site
+                self.get_logger().info(line)
+            else:
+                self.get_logger().warning(line)
 
     def destroy_node(self):
         with self._mailbox_cond:
@@ -471,15 +421,18 @@ def main(args=None):
     rclpy.init(args=args)
     node = None
     try:
-        node = StylizerNode()
+        try:
+            node = StylizerNode()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as error:  # every start-up problem: one line, exit 1
+            rclpy.logging.get_logger('style_transfer').fatal('cannot start: %s' % error)
+            raise SystemExit(1)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (SelectionError, ModelError, ValueError) as error:
-        rclpy.logging.get_logger('style_transfer').fatal('cannot start: %s' % error)
-        raise SystemExit(1)
     finally:
         if node is not None:
             node.destroy_node()
