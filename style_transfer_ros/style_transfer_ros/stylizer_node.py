@@ -114,6 +114,10 @@ class StylizerNode(Node):
 
     def __init__(self, **kwargs):
         super(StylizerNode, self).__init__('style_transfer', **kwargs)
+        self._mailbox = None  # the newest frame not yet taken by the worker
+        self._mailbox_cond = threading.Condition()
+        self._running = True
+        self._worker = None  # destroy_node may come before it exists (a failed start-up)
         self._settings = self._declare_parameters()
         self._catalog = Catalog(self._model_dirs(self._settings), target=runtime_target())
         for problem in self._catalog.problems:
@@ -124,9 +128,6 @@ class StylizerNode(Node):
         self._last_warning = {}  # kind -> (monotonic time, warnings held back since)
         self._last_log = time.monotonic()
         self._last_level = frame_statistics.OK
-        self._mailbox = None  # the newest frame not yet taken by the worker
-        self._mailbox_cond = threading.Condition()
-        self._running = True
         self._wire()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name='stylizer', daemon=True)
@@ -148,8 +149,9 @@ class StylizerNode(Node):
         """Topics, services and timers; everything here runs on the one executor thread."""
         self._publisher = self.create_publisher(
             Image, 'image_stylized', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        # image_transport's naming: <base topic, after remapping>/compressed.
         self._compressed_publisher = self.create_publisher(
-            CompressedImage, 'image_stylized/compressed',
+            CompressedImage, self._publisher.topic_name + '/compressed',
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         sensor_qos = QoSProfile(depth=self._settings.qos_depth,
                                 reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -157,7 +159,8 @@ class StylizerNode(Node):
         self._compressed_input = self._settings.input_transport == 'compressed'
         if self._compressed_input:
             self._input = self.create_subscription(
-                CompressedImage, 'image/compressed', self._on_frame, sensor_qos)
+                CompressedImage, self.resolve_topic_name('image') + '/compressed',
+                self._on_frame, sensor_qos)
         else:  # serialized: the worker reads the pixels in place (image_conversion)
             self._input = self.create_subscription(
                 Image, 'image', self._on_frame, sensor_qos, raw=True)
@@ -412,7 +415,7 @@ class StylizerNode(Node):
         with self._mailbox_cond:
             self._running = False
             self._mailbox_cond.notify_all()
-        if self._worker.is_alive():
+        if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=5.0)
         return super(StylizerNode, self).destroy_node()
 

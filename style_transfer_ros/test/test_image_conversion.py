@@ -171,3 +171,59 @@ def test_disagreeing_cv_bridge_is_not_used(monkeypatch):
     fake_cv_bridge(monkeypatch, lambda msg: np.zeros((msg.height, msg.width, 3), np.uint8))
     assert np.array_equal(image_msg_to_rgb(make_msg('bgr8', RGB[..., ::-1])), RGB)
     assert image_conversion._bridge == [None]
+
+
+@pytest.mark.parametrize('frame_id', ['', 'c', 'cam', 'camera_optical_frame'])
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8'])
+def test_serialized_image_reads_what_rclpy_writes(frame_id, encoding):
+    from rclpy.serialization import serialize_message
+    pixels = colour_frames()[encoding]
+    msg = make_msg(encoding, pixels, padding=3)
+    msg.header = Header(frame_id=frame_id)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1234, 56789
+    parsed = image_conversion.parse_serialized_image(serialize_message(msg))
+    assert (parsed.stamp_sec, parsed.stamp_nanosec, parsed.frame_id) == (1234, 56789, frame_id)
+    assert (parsed.height, parsed.width, parsed.encoding, parsed.step) == (
+        msg.height, msg.width, encoding, msg.step)
+    assert np.array_equal(image_msg_to_rgb(parsed, copy=False), image_msg_to_rgb(msg))
+
+
+def test_serialized_rgb8_is_read_in_place():
+    from rclpy.serialization import serialize_message
+    buffer = bytearray(serialize_message(make_msg('rgb8', RGB)))
+    view = image_msg_to_rgb(image_conversion.parse_serialized_image(buffer), copy=False)
+    buffer[-1] ^= 0xFF  # the last pixel's blue byte, in the buffer
+    assert view[-1, -1, 2] == RGB[-1, -1, 2] ^ 0xFF
+
+
+def test_truncated_serialized_image_is_a_conversion_error():
+    from rclpy.serialization import serialize_message
+    data = serialize_message(make_msg('rgb8', RGB))
+    with pytest.raises(ImageConversionError):
+        image_msg_to_rgb(image_conversion.parse_serialized_image(data[:-5]))
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8'])
+def test_serialize_image_is_what_rclpy_reads(encoding):
+    from rclpy.serialization import deserialize_message
+    data = image_conversion.serialize_image(RGB, 7, 8, 'camera_optical', encoding)
+    msg = deserialize_message(data, Image)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (
+        7, 8, 'camera_optical')
+    assert (msg.height, msg.width, msg.encoding, msg.step) == (2, 4, encoding, 12)
+    assert np.array_equal(image_msg_to_rgb(msg), RGB)
+
+
+def test_compressed_round_trip_is_close():
+    smooth = cv2.resize(RGB, (64, 32), interpolation=cv2.INTER_LINEAR)
+    msg = image_conversion.rgb_to_compressed_msg(smooth, Header(frame_id='cam'), 95)
+    assert msg.format == 'rgb8; jpeg compressed bgr8' and msg.header.frame_id == 'cam'
+    decoded = image_conversion.compressed_msg_to_rgb(msg)
+    assert decoded.shape == smooth.shape
+    assert np.abs(decoded.astype(int) - smooth).mean() < 6
+
+
+def test_undecodable_compressed_frame_is_a_conversion_error():
+    from sensor_msgs.msg import CompressedImage
+    with pytest.raises(ImageConversionError):
+        image_conversion.compressed_msg_to_rgb(CompressedImage(format='jpeg', data=b'\x00' * 9))

@@ -1,8 +1,5 @@
 """End to end: the real node in its own process, real rclpy and DDS on loopback."""
 
-import glob
-import os
-import shutil
 import signal
 
 import numpy as np
@@ -11,24 +8,10 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('style_transfer_interfaces.srv')
 
-from ros_harness import FIXTURES, NodeUnderTest, image_msg, make_frame  # noqa: E402
+from ros_harness import NodeUnderTest, image_msg, make_frame  # noqa: E402
 from style_transfer_ros.image_conversion import image_msg_to_rgb  # noqa: E402
 
 FRAME = make_frame(48, 64)
-
-
-@pytest.fixture(scope='module')
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('models')
-    for path in glob.glob(os.path.join(FIXTURES, '*.tflite')) + glob.glob(
-            os.path.join(FIXTURES, '*.json')):
-        shutil.copy(path, str(folder))
-    # A catalog entry whose file is not a model: selecting it must fail cleanly.
-    (folder / 'broken.tflite').write_bytes(b'\x00' * 64)
-    shutil.copy(os.path.join(FIXTURES, 'float_dynamic.json'), str(folder / 'broken.json'))
-    text = (folder / 'broken.json').read_text().replace('"float_dynamic"', '"broken"')
-    (folder / 'broken.json').write_text(text)
-    return folder
 
 
 @pytest.fixture(scope='module')
@@ -288,6 +271,7 @@ def test_signals_shut_down_cleanly(model_dir, sig):
         assert node.stylized(FRAME).shape == FRAME.shape
         assert node.stop(sig) == 0, node.log()
         assert 'Traceback' not in node.log()
+        assert 'Deprecat' not in node.log()
     finally:
         node.close()
 

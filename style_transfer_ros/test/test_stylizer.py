@@ -246,3 +246,32 @@ def test_fritz_anchor_model():
     ('tensorflow.lite', '2.21.0', 'current')])
 def test_runtime_target(name, version, target):
     assert stylizer.runtime_target(name, version) == target
+
+
+def test_unreadable_model_file_is_a_model_error(monkeypatch):
+    """A file the process may not read (mode 000 for a non-root user) is refused, not a
+    crash: the node turns ModelError into a refused request."""
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith('.tflite'):
+            raise PermissionError(13, 'Permission denied', path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr('builtins.open', refuse)
+    with pytest.raises(ModelError) as error:
+        Stylizer(model_path('float_dynamic'))
+    assert 'cannot read it: Permission denied' in str(error.value)
+
+
+def test_memory_is_given_back_after_a_size_spike():
+    """One huge frame must not leave its tensor arena behind for the small frames after it."""
+    model = Stylizer(model_path('float_dynamic'), num_threads=1)
+    small = make_frame(48, 64)
+    expected = model.stylize(small)
+    interpreter = model._interpreter
+    model.stylize(make_frame(480, 640))
+    assert model._interpreter is interpreter  # growing reuses the interpreter
+    assert np.array_equal(model.stylize(small), expected)
+    assert model._interpreter is not interpreter  # shrinking 100x starts a fresh one
+    assert model._allocated_shape == (48, 64)
