@@ -7,7 +7,7 @@
 #
 # RUN_DIR holds model.keras + training.json (train.py's --output-dir); NAME is the catalog
 # name of the multi-style model (e.g. classics); QUANTIZATION defaults to none (float32:
-# the fastest on current and Jetson Nano runtimes alike, see README "Models").
+# the fastest on current and Jetson Nano runtimes alike, see docs/benchmarks.md).
 set -euo pipefail
 run_dir="$(cd "$1" && pwd)"
 name="$2"

@@ -174,9 +174,9 @@ def generate_launch_description():
                               description='Topic the node publishes'),
         DeclareLaunchArgument('style', default_value='starry_night',
                               description='Style at start-up (see ~/list_styles)'),
-        DeclareLaunchArgument('threads', default_value='3',
-                              description='TFLite interpreter threads (leave a core for '
-                              'the camera and DDS)'),
+        DeclareLaunchArgument('threads', default_value='0',
+                              description='TFLite interpreter threads; 0 = cores - 1 (leaves '
+                              'a core for the camera and DDS)'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', 'nano.yaml'),
                               description='Node parameter file'),
