@@ -1,10 +1,16 @@
-"""Benchmark: the bare stylizer per model, and the real node end to end.
+"""Benchmark: the bare stylizer per model, and the real node under a steady camera.
 
 1. Bare Stylizer: median ms/frame of every model in --model-dir and of the Fritz anchor, at
    640x480 and 320x240 frames, with 1 and 2 threads.
-2. The node (a subprocess, as on a robot) kept saturated with 640x480 frames: output fps and
-   latency, against the bare loop on the same model, threads and frame size.
+2. The node as on a robot: a camera process publishes 640x480 rgb8 frames (best effort) at a
+   fixed rate (15 / 30 / 60 fps) to the node, in its own process, running the default style at
+   processing_size 480 and 0 with 1 and auto threads. Per row: input and output fps, latency,
+   drops and the node's CPU per output frame next to the bare stylizer's CPU per frame (the
+   difference is the node's own cost), as median and min-max of --repeats-node runs.
 Prints markdown tables and writes them to --output. Source scripts/env.sh first.
+
+    python scripts/benchmark.py            # the full run (about 5-10 minutes)
+    python scripts/benchmark.py --quick    # one repeat of the 30 fps rows (about a minute)
 """
 import argparse
 import datetime
@@ -12,21 +18,16 @@ import glob
 import json
 import os
 import platform
-import threading
+import shutil
+import sys
 import time
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
-from demo import REPO, NodeProcess, Spinner, stamp_ns  # checks the DDS set-up
-from style_transfer_interfaces.srv import ListStyles
+from ros_processes import REPO, bare_cpu_ms_per_frame, require_loopback_dds, steady_camera_run
 from style_transfer_ros.catalog import Catalog
-from style_transfer_ros.image_conversion import rgb_to_image_msg
+from style_transfer_ros.node_parameters import auto_threads
 from style_transfer_ros.stylizer import ModelError, Stylizer, find_runtime
 
 ANCHOR = os.path.join(REPO, '..', 'shared', 'data', 'anchors', 'fritz',
@@ -34,8 +35,17 @@ ANCHOR = os.path.join(REPO, '..', 'shared', 'data', 'anchors', 'fritz',
 FRAME_SIZES = ((480, 640), (240, 320))  # (height, width)
 THREADS = (1, 2)
 WARM_UP_RUNS = 3
-IN_FLIGHT = 2  # frames outstanding at the node: one being stylized, one waiting
-STALL_SECONDS = 2.0
+CAMERA_SIZE = (480, 640)  # (height, width) of the steady camera's frames
+NODE_DIAGNOSTICS_PERIOD = 0.5
+# The node table's cells: (key of a steady_camera_run figure, column title, format).
+NODE_FIGURES = (
+    ('input_fps', 'input fps', '%.1f'),
+    ('output_fps', 'output fps', '%.1f'),
+    ('latency_ms_p50', 'latency p50 ms', '%.0f'),
+    ('latency_ms_p95', 'latency p95 ms', '%.0f'),
+    ('dropped', 'dropped', '%d'),
+    ('node_cpu_ms_per_frame', 'node CPU ms/frame', '%.1f'),
+)
 
 
 def sample_frame(height, width):
@@ -106,91 +116,78 @@ def bare_table(model_paths, repeats):
     return '\n'.join(lines)
 
 
-class Saturator(Node):
-    """Keeps IN_FLIGHT frames outstanding at the node: each stylized frame that comes back
-    releases the next one, so the node always has a frame waiting but never a backlog
-    (its input holds one frame). Frames lost on the best-effort input or dropped by the
-    node are forgotten when a newer one returns, or after STALL_SECONDS without output."""
-
-    def __init__(self, namespace, node_name, rgb):
-        super(Saturator, self).__init__('benchmark_client', namespace=namespace)
-        self.msg = rgb_to_image_msg(rgb, Header(frame_id='camera'))
-        self.in_flight = []  # stamps sent and not yet returned
-        self.received = []  # (receipt monotonic s, latency ms)
-        self.first_output = threading.Event()
-        self._last_output = -STALL_SECONDS
-        self.publisher = self.create_publisher(
-            Image, 'image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-        self.create_subscription(Image, 'image_stylized', self._on_stylized,
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.list_styles = self.create_client(ListStyles, node_name + '/list_styles')
-        self.create_timer(0.25, self._restart_if_stalled)
-
-    def _top_up(self):
-        while len(self.in_flight) < IN_FLIGHT:
-            now = self.get_clock().now()
-            self.msg.header.stamp = now.to_msg()
-            self.publisher.publish(self.msg)
-            self.in_flight.append(now.nanoseconds)
-
-    def _on_stylized(self, msg):
-        stamp = stamp_ns(msg.header)
-        self.received.append((time.monotonic(),
-                              (self.get_clock().now().nanoseconds - stamp) / 1e6))
-        self._last_output = time.monotonic()
-        self.first_output.set()
-        self.in_flight = [s for s in self.in_flight if s > stamp]
-        self._top_up()
-
-    def _restart_if_stalled(self):
-        if time.monotonic() - self._last_output > STALL_SECONDS:
-            self.in_flight = []
-            self._top_up()
+def node_configurations(processing_sizes, thread_options):
+    """(processing size, the node's num_threads, the threads that means, label) per node
+    configuration; num_threads 0 is auto: the node runs every core but one. Options that mean
+    the same thread count run once, under both labels, and give the node 0 if one is auto."""
+    chosen = {}  # threads -> [num_threads parameter, labels]
+    for option in thread_options:
+        threads = option or auto_threads()
+        entry = chosen.setdefault(threads, [option, []])
+        entry[0] = min(entry[0], option)
+        label = 'auto (%d)' % threads if option == 0 else str(option)
+        if label not in entry[1]:
+            entry[1].append(label)
+    return [(size, parameter, threads, ' = '.join(labels)) for size in processing_sizes
+            for threads, (parameter, labels) in chosen.items()]
 
 
-def node_table(model_dir, style, thread_counts, seconds, repeats):
-    """The node's fps and latency under saturation, and the bare loop's fps for comparison,
-    one row per thread count."""
-    rows = [node_row(model_dir, style, threads, seconds, repeats) for threads in thread_counts]
-    return '\n'.join([
-        '| style | threads | frame | bare fps | node fps | node / bare | latency ms mean '
-        '| latency ms p95 | node peak RSS MB |', '|---|---:|---|---:|---:|---:|---:|---:|---:|']
-        + rows)
+def spread(values, fmt):
+    """Median and min-max of a figure over the repeats: '12.3 (11.9-12.8)'."""
+    values = [v for v in values if v == v]  # no NaN
+    if not values:
+        return 'n/a'
+    median = fmt % float(np.median(values))
+    if len(values) == 1:
+        return median
+    return '%s (%s-%s)' % (median, fmt % min(values), fmt % max(values))
 
 
-def node_row(model_dir, style, threads, seconds, repeats):
-    height, width = FRAME_SIZES[0]
-    frame = sample_frame(height, width)
+def node_table(model_dir, style, camera_rates, configurations, repeats, seconds, warm_up,
+               bare_calls, log_dir):
+    """Steady-camera rows: each configuration at each camera rate, `repeats` rounds of runs
+    (so a slow spell of the machine spreads over the rows). Each round first measures the bare
+    stylizer's CPU per frame in this process for every configuration (same model, threads and
+    processing size), and each run's own cost is against its round's bare figure."""
     selection = Catalog([model_dir]).resolve(style)
-    bare_ms = median_ms(Stylizer(selection.model_path, num_threads=threads), frame, repeats,
-                        selection.weights)
-    namespace, name = '/benchmark_%d' % os.getpid(), 'stylizer'
-    os.makedirs(os.path.join(REPO, 'build'), exist_ok=True)
-    node = NodeProcess(namespace, name, {
-        'model_dirs': [model_dir], 'style': style, 'num_threads': threads,
-        'processing_size': 0}, os.path.join(REPO, 'build', 'benchmark_node.log'))
-    rclpy.init()
-    client = Saturator(namespace, name, frame)
-    spinner = Spinner(client)
-    try:
-        node.wait_for(client.list_styles)
-        if not client.first_output.wait(60.0):
-            raise SystemExit('no stylized frame within 60 s; node log:\n' + node.log_tail())
-        time.sleep(2.0)  # warm-up
-        start = time.monotonic()
-        time.sleep(seconds)  # measuring
-        end = time.monotonic()
-        peak_rss_mb = node.peak_rss_mb()
-    finally:
-        node.stop()
-        spinner.close()
-        rclpy.try_shutdown()
-    latencies = [ms for t, ms in client.received if start <= t < end]
-    node_fps = len(latencies) / (end - start)
-    bare_fps = 1000.0 / bare_ms
-    return '| %s | %d | %dx%d | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f |' % (
-        style, threads, width, height, bare_fps, node_fps, node_fps / bare_fps,
-        np.mean(latencies), np.percentile(latencies, 95), peak_rss_mb)
+    rows = [(size, parameter, threads, label, fps)
+            for size, parameter, threads, label in configurations for fps in camera_rates]
+    runs = dict((row, []) for row in rows)  # row -> [(run figures, bare CPU ms/frame)]
+    for repeat in range(repeats):
+        bare = {}
+        for size, _, threads, label in configurations:
+            bare[size, threads] = bare_cpu_ms_per_frame(
+                selection.model_path, threads, size, calls=bare_calls,
+                weights=selection.weights, height=CAMERA_SIZE[0], width=CAMERA_SIZE[1])
+            print('round %d/%d: bare %s, processing_size %d, threads %s: %.1f CPU ms/frame'
+                  % (repeat + 1, repeats, style, size, label, bare[size, threads]))
+        for row in rows:
+            size, parameter, threads, label, fps = row
+            run = steady_camera_run(
+                {'model_dirs': [model_dir], 'style': style, 'num_threads': parameter,
+                 'processing_size': size, 'diagnostics_period': NODE_DIAGNOSTICS_PERIOD},
+                fps, seconds, log_dir, warm_up=warm_up, width=CAMERA_SIZE[1],
+                height=CAMERA_SIZE[0])
+            runs[row].append((run, bare[size, threads]))
+            print('round %d/%d: node at processing_size %d, threads %s, camera %g fps: %s'
+                  % (repeat + 1, repeats, size, label, fps, json.dumps(run)))
+    header = ['processing size', 'threads', 'camera fps'] + [
+        title for _, title, _ in NODE_FIGURES] + [
+        'bare CPU ms/frame', 'node own cost ms/frame', 'own cost % of bare']
+    lines = ['| %s |' % ' | '.join(header), '|' + '---:|' * len(header)]
+    for row in rows:
+        size, _, threads, label, fps = row
+        own = [(run['node_cpu_ms_per_frame'] - bare_ms, bare_ms) for run, bare_ms in runs[row]]
+        cells = [str(size) if size else '0 (frame)', label, '%g' % fps]
+        cells += [spread([run[key] for run, _ in runs[row]], fmt) for key, _, fmt in NODE_FIGURES]
+        cells += [spread([bare_ms for _, bare_ms in runs[row]], '%.1f'),
+                  spread([ms for ms, _ in own], '%.1f'),
+                  spread([100.0 * ms / bare_ms for ms, bare_ms in own], '%.0f')]
+        exit_codes = [run['node_exit_code'] for run, _ in runs[row]]
+        if any(exit_codes):
+            cells[-1] += ' (node exit codes %s)' % exit_codes
+        lines.append('| %s |' % ' | '.join(cells))
+    return '\n'.join(lines)
 
 
 def machine_header():
@@ -215,14 +212,40 @@ def main():
     parser.add_argument('--extra-model', action='append', default=[],
                         help='also time this .tflite in the bare table (e.g. other '
                         'quantizations of a shipped model); repeatable')
-    parser.add_argument('--repeats', type=int, default=20, help='timed runs per figure')
+    parser.add_argument('--quick', action='store_true',
+                        help='a short run: the bare table with 10 timed runs, then one repeat '
+                        'of the node rows at a 30 fps camera with a 4 s window')
+    parser.add_argument('--bare-cpu-calls', type=int,
+                        help='stylize calls per bare CPU ms/frame figure next to the node rows '
+                        '(default 40; --quick 20)')
+    parser.add_argument('--repeats', type=int,
+                        help='timed runs per bare figure (default 20; --quick 10)')
     parser.add_argument('--style', help='node style (default: starry_night, else the first '
                         'catalog style)')
-    parser.add_argument('--node-threads', type=int, nargs='+', default=list(THREADS),
-                        help='inference threads of the node, one run each')
-    parser.add_argument('--node-seconds', type=float, default=10.0)
+    parser.add_argument('--camera-fps', type=float, nargs='+',
+                        help='camera rates of the node rows (default 15 30 60; --quick 30)')
+    parser.add_argument('--processing-sizes', type=int, nargs='+', default=[480, 0],
+                        help="the node's processing_size per row (0 = the frame's size)")
+    parser.add_argument('--node-threads', type=int, nargs='+', default=[1, 0],
+                        help='inference threads of the node per row; 0 = auto, every core '
+                        'but one (%d here)' % auto_threads())
+    parser.add_argument('--repeats-node', type=int,
+                        help='runs per node row, reported as median (min-max) '
+                        '(default 3; --quick 1)')
+    parser.add_argument('--node-seconds', type=float,
+                        help='measured window per node run (default 5; --quick 4)')
+    parser.add_argument('--node-warm-up', type=float, default=2.0,
+                        help='seconds of output before the window opens')
     parser.add_argument('--output', default=os.path.join(REPO, 'build', 'benchmark.md'))
     args = parser.parse_args()
+    quick = dict(repeats=10, camera_fps=[30.0], repeats_node=1, node_seconds=4.0,
+                 bare_cpu_calls=20)
+    full = dict(repeats=20, camera_fps=[15.0, 30.0, 60.0], repeats_node=3, node_seconds=5.0,
+                bare_cpu_calls=40)
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    require_loopback_dds()  # the node rows run ROS processes; fail before the long bare table
 
     model_dir = os.path.abspath(args.model_dir)
     model_paths = sorted(glob.glob(os.path.join(model_dir, '*.tflite')))
@@ -240,21 +263,37 @@ def main():
         notes = ['Fritz anchor %s not found: no ratios.' % os.path.normpath(ANCHOR)]
     style = args.style or ('starry_night' if 'starry_night' in catalog.entries
                            else next(iter(catalog.entries)))
+    started = time.monotonic()
+    bare = bare_table(model_paths, args.repeats)
+    configurations = node_configurations(args.processing_sizes, args.node_threads)
+    log_dir = os.path.join(REPO, 'build', 'benchmark_logs')  # the node and camera logs
+    shutil.rmtree(log_dir, ignore_errors=True)  # of this run only
+    node = node_table(model_dir, style, args.camera_fps, configurations, args.repeats_node,
+                      args.node_seconds, args.node_warm_up, args.bare_cpu_calls, log_dir)
+    height, width = CAMERA_SIZE
     report = '\n\n'.join([
         machine_header(),
-        '## Bare stylizer (median of %d runs after %d warm-up runs)' % (args.repeats,
-                                                                         WARM_UP_RUNS),
-        bare_table(model_paths, args.repeats), '\n'.join(notes),
-        '## Node end to end (%.0f s)' % args.node_seconds,
-        node_table(model_dir, style, args.node_threads, args.node_seconds, args.repeats),
-        'Method: the node runs as a subprocess on %dx%d frames sent over DDS (loopback). '
-        'The client keeps %d frames outstanding and sends the next when a stylized frame '
-        'comes back, so the node always has a frame waiting and no backlog builds up. '
-        'Latency is header stamp to receipt. "bare fps" is Stylizer.stylize on the same '
-        'model, threads and frame size in this process, measured just before. The client '
-        'and DDS run on the same %d cores as the node: with as many inference threads as '
-        'cores they take CPU from inference; on a robot the camera driver does too.'
-        % (FRAME_SIZES[0][1], FRAME_SIZES[0][0], IN_FLIGHT, os.cpu_count())])
+        '## Bare stylizer (median of %d runs after %d warm-up runs)'
+        % (args.repeats, WARM_UP_RUNS),
+        bare, '\n'.join(notes),
+        '## Node under a steady camera: %s, %dx%d rgb8, %s'
+        % (style, width, height, 'median (min-max) of %d runs' % args.repeats_node
+           if args.repeats_node > 1 else 'one run'),
+        node,
+        'Command: `%s`. A camera process publishes %dx%d rgb8 frames (best effort, like a '
+        'camera driver) at the camera rate to the node, which runs in its own process; this '
+        'process subscribes to the stylized frames. Each run measures a %.0f s window after '
+        "%.0f s of output. Input fps and dropped frames come from the node's /diagnostics; "
+        'latency is header stamp (set at publication) to receipt here; node CPU is the node '
+        "process's user + system time (/proc) over the window divided by the frames it "
+        'published. Bare CPU ms/frame is time.process_time over %d Stylizer.stylize calls in '
+        'this process (same model, threads, processing size and %dx%d frames), measured at the '
+        "start of each round of runs; the node's own cost (conversion, DDS, Python) is the "
+        'difference. The camera, this process and DDS share the %d cores with the node. '
+        'Total time %.1f min.'
+        % (' '.join(['python scripts/benchmark.py'] + sys.argv[1:]), width, height,
+           args.node_seconds, args.node_warm_up, args.bare_cpu_calls, width, height,
+           os.cpu_count(), (time.monotonic() - started) / 60.0)])
     print(report)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, 'w') as f:

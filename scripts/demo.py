@@ -3,113 +3,29 @@
 The node runs as a subprocess, as on a robot. This process is the camera (a smooth pan and
 zoom over public-domain / CC0 photos that scikit-image ships, 640x480), switches styles
 through ~/set_style, and writes a side-by-side video (input | stylized), PNG frames and an
-fps summary. Use scripts/demo.sh, or source scripts/env.sh first: DDS must stay on loopback.
+fps summary. It fails (exit code 1, with the reason) if any style's output falls below half
+the camera rate (--min-rate-fraction). Use scripts/demo.sh, or source scripts/env.sh first:
+DDS must stay on loopback.
 """
 import argparse
 import json
 import math
 import os
 import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 
+import cv2
+import numpy as np
 
-def require_loopback_dds():
-    """Refuse to run unless scripts/env.sh has confined DDS traffic to this machine."""
-    if (not os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
-            or os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST'):
-        sys.exit('DDS is not confined to loopback: run `source scripts/env.sh` first '
-                 '(it also puts the ROS packages on the paths).')
+from ros_processes import REPO, NodeProcess, Spinner, require_loopback_dds, stamp_ns
 
-
-require_loopback_dds()  # before the ROS imports, which need env.sh's paths as well
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-
-from style_transfer_interfaces.srv import ListStyles, SetStyle  # noqa: E402
-from style_transfer_ros.catalog import Catalog  # noqa: E402
-from style_transfer_ros.image_conversion import image_msg_to_rgb, rgb_to_image_msg  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIDTH, HEIGHT = 640, 480
 # skimage.data photos whose docstrings release them into the public domain or under CC0.
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
 SECONDS_PER_PHOTO = 5.0
 DIAGNOSTICS_PERIOD = 0.5
 WARM_UP = 'warm-up'  # frames sent before the first style step; not reported
-
-
-class NodeProcess(object):
-    """The stylizer node as a subprocess (python -m ...), logging to a file."""
-
-    def __init__(self, namespace, name, parameters, log_path):
-        command = [sys.executable, '-m', 'style_transfer_ros.stylizer_node', '--ros-args',
-                   '-r', '__ns:=' + namespace, '-r', '__node:=' + name]
-        for key, value in parameters.items():
-            command += ['-p', '%s:=%s' % (key, json.dumps(value))]  # JSON is YAML
-        self.log_path = log_path
-        with open(log_path, 'w') as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_for(self, client, timeout=60.0):
-        """Wait until the node offers client's service; exit with its log if it dies."""
-        deadline = time.monotonic() + timeout
-        while not client.wait_for_service(timeout_sec=0.5):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                sys.exit('the stylizer node did not come up; its log:\n' + self.log_tail())
-
-    def peak_rss_mb(self):
-        with open('/proc/%d/status' % self.process.pid) as status:
-            for line in status:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024.0
-
-    def log_tail(self, chars=4000):
-        with open(self.log_path) as log:
-            return log.read()[-chars:]
-
-    def stop(self, timeout=30.0):
-        """SIGINT (a clean shutdown), then wait; kill only if it hangs. Returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-class Spinner(object):
-    """Spins a node in a background thread; close() stops and joins it, then destroys it."""
-
-    def __init__(self, node):
-        self.node = node
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin)
-        self.thread.start()
-
-    def close(self):
-        self.executor.shutdown()
-        self.thread.join()
-        self.node.destroy_node()
-
-
-def stamp_ns(header):
-    return header.stamp.sec * 10 ** 9 + header.stamp.nanosec
 
 
 def load_photos():
@@ -133,49 +49,66 @@ def camera_frame(photos, t):
                           borderMode=cv2.BORDER_REFLECT)
 
 
-class Camera(Node):
-    """Publishes camera frames on a timer and pairs each stylized frame with its input.
+class Camera(object):
+    """A client node that publishes camera frames on a timer and pairs each stylized frame
+    with its input.
 
     `segment` labels the frames sent now (None: send nothing). Stylized frames go to
     `outputs` as (input, stylized, segment, frame index, latency ms) for the main thread.
+    `spans` holds each segment's first and last publication (monotonic s), so its rates are
+    measured over the time its own frames were sent.
     """
 
     def __init__(self, namespace, node_name, photos, fps):
-        super(Camera, self).__init__('demo_camera', namespace=namespace)
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+        from style_transfer_interfaces.srv import ListStyles, SetStyle
+
+        self.node = rclpy.create_node('demo_camera', namespace=namespace)
         self.photos = photos
         self.segment = None
         self.frames_in = {}
+        self.spans = {}  # segment -> [first, last] publication, monotonic s
         self.sent = {}  # stamp -> (input, segment, index), until its output or a newer one
         self.outputs = queue.Queue()
         self.diagnostics = []  # (stamp s, {key: value}) of our node
         self._hardware_id = '%s/%s' % (namespace, node_name)
+        self._header = Header(frame_id='camera')  # publish() serializes: one header will do
         self._index = 0
         self._start = time.monotonic()
-        self.publisher = self.create_publisher(
+        self.publisher = self.node.create_publisher(
             Image, 'image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-        self.create_subscription(Image, 'image_stylized', self._on_stylized,
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self.list_styles = self.create_client(ListStyles, node_name + '/list_styles')
-        self.set_style = self.create_client(SetStyle, node_name + '/set_style')
-        self.create_timer(1.0 / fps, self._publish)
+        self.node.create_subscription(
+            Image, 'image_stylized', self._on_stylized,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self.list_styles = self.node.create_client(ListStyles, node_name + '/list_styles')
+        self.set_style = self.node.create_client(SetStyle, node_name + '/set_style')
+        self.node.create_timer(1.0 / fps, self._publish)
 
     def _publish(self):
+        from style_transfer_ros.image_conversion import rgb_to_image_msg
         segment = self.segment  # read once: the main thread changes it
         if segment is None:
             return
-        rgb = camera_frame(self.photos, time.monotonic() - self._start)
-        header = Header(frame_id='camera', stamp=self.get_clock().now().to_msg())
+        now = time.monotonic()
+        rgb = camera_frame(self.photos, now - self._start)
+        self._header.stamp = self.node.get_clock().now().to_msg()
         self._index += 1
-        self.sent[stamp_ns(header)] = (rgb, segment, self._index)
+        self.sent[stamp_ns(self._header)] = (rgb, segment, self._index)
         self.frames_in[segment] = self.frames_in.get(segment, 0) + 1
+        self.spans.setdefault(segment, [now, now])[1] = now
         if len(self.sent) > 100:  # the node drops frames: forget the oldest
             del self.sent[next(iter(self.sent))]
-        self.publisher.publish(rgb_to_image_msg(rgb, header))
+        self.publisher.publish(rgb_to_image_msg(rgb, self._header))
 
     def _on_stylized(self, msg):
+        from style_transfer_ros.image_conversion import image_msg_to_rgb
         stamp = stamp_ns(msg.header)
-        latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
+        latency_ms = (self.node.get_clock().now().nanoseconds - stamp) / 1e6
         for older in [s for s in self.sent if s < stamp]:  # dropped by the node
             del self.sent[older]
         if stamp in self.sent:
@@ -233,18 +166,19 @@ class Recorder(object):
 
 
 def style_steps(styles):
-    """(label, request) for every style in the catalog, one live blend, one strength change."""
+    """(label, SetStyle request fields) for every style in the catalog, one live blend and
+    one strength change."""
     steps = []
     for info in styles:
         names = ['%s/%s' % (info.name, s) for s in info.style_names] or [info.name]
-        steps += [(name, SetStyle.Request(style=name, strength=1.0)) for name in names]
+        steps += [(name, {'style': name, 'strength': 1.0}) for name in names]
     multi = next((info for info in styles if len(info.style_names) >= 2), None)
     if multi is not None:
         first, second = multi.style_names[:2]
-        steps.append(('%s: %s 0.5 + %s 0.5' % (multi.name, first, second), SetStyle.Request(
-            blend_styles=[first, second], blend_weights=[0.5, 0.5], strength=1.0)))
+        steps.append(('%s: %s 0.5 + %s 0.5' % (multi.name, first, second), {
+            'blend_styles': [first, second], 'blend_weights': [0.5, 0.5], 'strength': 1.0}))
     steps.append(('%s @ strength 0.5' % steps[0][0],
-                  SetStyle.Request(style=steps[0][1].style, strength=0.5)))
+                  {'style': steps[0][1]['style'], 'strength': 0.5}))
     return steps
 
 
@@ -265,16 +199,22 @@ def node_figure(diagnostics, start, end, key):
     return round(sum(values) / len(values), 2) if values else None
 
 
-def summarize(steps_run, camera, recorder):
+def summarize(steps_run, camera, recorder, fps):
+    """A row per step. Rates count the step's own frames over the time they were published
+    (first to last publication plus one camera period), so outputs still in flight when the
+    step ends count, and short steps give steady figures."""
     rows = {}
     for label, active_style, start, end in steps_run:
         latencies = recorder.latencies.get(label, [])
+        first, last = camera.spans.get(label, (0.0, -1.0 / fps))
+        published = last - first + 1.0 / fps
         rows[label] = {
             'active_style': active_style,
             'seconds': round(end - start, 2),
             'frames_in': camera.frames_in.get(label, 0),
             'frames_out': len(latencies),
-            'output_fps': round(len(latencies) / (end - start), 2),
+            'input_fps': round(camera.frames_in.get(label, 0) / published, 2),
+            'output_fps': round(len(latencies) / published, 2),
             'latency_ms_mean': round(float(np.mean(latencies)), 1) if latencies else None,
             'node_inference_ms_mean': node_figure(camera.diagnostics, start, end,
                                                   'inference_ms_mean'),
@@ -282,18 +222,29 @@ def summarize(steps_run, camera, recorder):
     return rows
 
 
+def slow_styles(rows, fps, min_fraction):
+    """The labels whose output fps falls below min_fraction of the camera's rate."""
+    return [label for label, row in rows.items() if row['output_fps'] < min_fraction * fps]
+
+
 def markdown(rows):
-    lines = ['| style | frames in | frames out | output fps | latency ms (mean) '
-             '| inference ms (node) |', '|---|---:|---:|---:|---:|---:|']
+    lines = ['| style | frames in | frames out | input fps | output fps | latency ms (mean) '
+             '| inference ms (node) |', '|---|---:|---:|---:|---:|---:|---:|']
     for label, row in rows.items():
         figures = ['n/a' if row[k] is None else row[k]
                    for k in ('latency_ms_mean', 'node_inference_ms_mean')]
-        lines.append('| %s | %d | %d | %.1f | %s | %s |' % (
-            label, row['frames_in'], row['frames_out'], row['output_fps'], *figures))
+        lines.append('| %s | %d | %d | %.1f | %.1f | %s | %s |' % (
+            label, row['frames_in'], row['frames_out'], row['input_fps'], row['output_fps'],
+            *figures))
     return '\n'.join(lines)
 
 
 def run(args):
+    """Run the demo; return the process exit code (1 when a style is too slow)."""
+    import rclpy
+    from style_transfer_interfaces.srv import ListStyles, SetStyle
+    from style_transfer_ros.catalog import Catalog
+
     model_dir = os.path.abspath(args.model_dir)
     catalog = Catalog([model_dir])
     if not catalog.entries:
@@ -302,23 +253,27 @@ def run(args):
     photos = load_photos()
     os.makedirs(args.output, exist_ok=True)
     namespace, name = '/demo_%d' % os.getpid(), 'stylizer'
-    node = NodeProcess(namespace, name, {
+    node = NodeProcess({
         'model_dirs': [model_dir], 'style': next(iter(catalog.entries)),
         'processing_size': args.processing_size, 'num_threads': args.threads,
-        'diagnostics_period': DIAGNOSTICS_PERIOD}, os.path.join(args.output, 'node.log'))
+        'diagnostics_period': DIAGNOSTICS_PERIOD}, os.path.join(args.output, 'node.log'),
+        name=name, namespace=namespace)
     rclpy.init()
     camera = Camera(namespace, name, photos, args.fps)
     recorder = Recorder(args.output, args.fps, args.png_every, args.max_pngs)
-    spinner = Spinner(camera)
+    spinner = Spinner(camera.node)
     try:
-        node.wait_for(camera.list_styles)
+        try:
+            node.wait_for_service(camera.list_styles)
+        except RuntimeError as error:
+            sys.exit(str(error))
         catalog_reply = camera.list_styles.call(ListStyles.Request(), timeout_sec=30.0)
         if catalog_reply is None or not catalog_reply.styles:
             sys.exit('the node lists no styles; its log:\n' + node.log_tail())
         wait_for_first_output(camera)
         steps_run = []
-        for label, request in style_steps(catalog_reply.styles):
-            reply = camera.set_style.call(request, timeout_sec=60.0)
+        for label, fields in style_steps(catalog_reply.styles):
+            reply = camera.set_style.call(SetStyle.Request(**fields), timeout_sec=60.0)
             if reply is None or not reply.success:
                 sys.exit('set_style %s failed: %s' % (label, reply and reply.message))
             print('painting %s' % reply.active_style)
@@ -333,16 +288,27 @@ def run(args):
         spinner.close()
         rclpy.try_shutdown()
         recorder.video.release()
-    rows = summarize(steps_run, camera, recorder)
+    rows = summarize(steps_run, camera, recorder, args.fps)
+    slow = slow_styles(rows, args.fps, args.min_rate_fraction)
     summary = {'runtime': catalog_reply.runtime, 'node_exit_code': exit_code,
                'camera_fps': args.fps, 'frame_size': [HEIGHT, WIDTH],
                'processing_size': args.processing_size, 'threads': args.threads,
+               'min_output_fps': args.min_rate_fraction * args.fps, 'slow_styles': slow,
                'video': recorder.video_path, 'pngs': recorder.pngs, 'styles': rows}
     with open(os.path.join(args.output, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print('\n%s\n\nRuntime %s; node exit code %d. Wrote %s, %d PNGs and summary.json to %s'
           % (markdown(rows), catalog_reply.runtime, exit_code, recorder.video_path,
              recorder.pngs, args.output))
+    if slow:
+        print('\nFAILED: the node fell behind the %.0f fps camera: output below %.1f fps '
+              '(%.2f of the camera rate) for %s. See %s.'
+              % (args.fps, args.min_rate_fraction * args.fps, args.min_rate_fraction,
+                 ', '.join('%s (%.1f fps)' % (label, rows[label]['output_fps'])
+                           for label in slow), os.path.join(args.output, 'node.log')),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def main():
@@ -353,6 +319,9 @@ def main():
     parser.add_argument('--seconds-per-style', type=float, default=3.0,
                         help='how long each style (and the blend and strength steps) runs')
     parser.add_argument('--fps', type=float, default=20.0, help='camera publish rate')
+    parser.add_argument('--min-rate-fraction', type=float, default=0.5,
+                        help='fail (exit code 1) if any style\'s output fps falls below this '
+                        'fraction of the camera rate; 0 turns the check off')
     parser.add_argument('--processing-size', type=int, default=0,
                         help="longest side the model sees; 0 = the frame's size")
     parser.add_argument('--threads', type=int, default=max(1, (os.cpu_count() or 2) - 1),
@@ -360,7 +329,9 @@ def main():
                         'camera stream and DDS)')
     parser.add_argument('--png-every', type=int, default=5, help='save every k-th frame as PNG')
     parser.add_argument('--max-pngs', type=int, default=100, help='at most this many PNGs')
-    run(parser.parse_args())
+    args = parser.parse_args()
+    require_loopback_dds()  # before the ROS imports, which need env.sh's paths as well
+    sys.exit(run(args))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,11 @@
 """The stylizer node and a steady camera, each in its own process, as on a robot.
 
-One way to run them for the demo, the benchmark and the tests. Importing this module has no
-side effects; every process start checks that DDS is confined to loopback (scripts/env.sh).
+One way to run them for the demo, the benchmark and the tests: NodeProcess (parameters
+encoded by parameter_arg), CameraProcess, OutputMonitor and steady_camera_run; Spinner and
+call_service for a client node in the calling process; bare_cpu_ms_per_frame, the bare
+stylizer's CPU cost to set the node's against. Importing this module has no side effects (ROS
+modules are imported where used); every process start checks that DDS is confined to
+loopback (scripts/env.sh).
 
     python scripts/ros_processes.py camera --topic /image --fps 30   # a camera on its own
 """
@@ -110,6 +114,44 @@ class CameraProcess(_Process):
         super(CameraProcess, self).__init__(command, log_path)
 
 
+def stamp_ns(header):
+    """A message header's stamp in nanoseconds."""
+    return header.stamp.sec * 10 ** 9 + header.stamp.nanosec
+
+
+class Spinner(object):
+    """Spins an rclpy node in a background thread (a SingleThreadedExecutor: its idle cost is
+    near zero); close() stops and joins the thread, then destroys the node."""
+
+    def __init__(self, node):
+        import threading
+        from rclpy.executors import SingleThreadedExecutor
+        self.node = node
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.executor.shutdown()
+        self.thread.join()
+        self.node.destroy_node()
+
+
+def call_service(client, request, timeout=60.0):
+    """Call a service from a node that a Spinner spins; raise RuntimeError if the service is
+    not offered or does not answer within timeout seconds."""
+    import threading
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise RuntimeError('no service %s' % client.srv_name)
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        raise RuntimeError('no answer from %s within %.0f s' % (client.srv_name, timeout))
+    return future.result()
+
+
 class OutputMonitor(object):
     """A client node that records each stylized frame's receipt time and latency, and the
     node's /diagnostics, spinning in a background thread. close() stops it."""
@@ -118,7 +160,6 @@ class OutputMonitor(object):
         import threading
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from style_transfer_interfaces.srv import ListStyles
@@ -134,15 +175,11 @@ class OutputMonitor(object):
                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.list_styles = self.node.create_client(ListStyles, list_styles_service)
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
+        self._spinner = Spinner(self.node)
 
     def _on_output(self, msg):
         now_ns = self.node.get_clock().now().nanoseconds
-        stamp_ns = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
-        self.received.append((time.monotonic(), (now_ns - stamp_ns) / 1e6))
+        self.received.append((time.monotonic(), (now_ns - stamp_ns(msg.header)) / 1e6))
         self.first_output.set()
 
     def _on_diagnostics(self, array):
@@ -153,27 +190,17 @@ class OutputMonitor(object):
 
     def call(self, srv_type, service, request, timeout=60.0):
         """Call a service of the node; raise if it does not answer in time."""
-        import threading
         client = self.node.create_client(srv_type, service)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise RuntimeError('no service %s' % service)
-            done = threading.Event()
-            future = client.call_async(request)
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                raise RuntimeError('no answer from %s within %.0f s' % (service, timeout))
-            return future.result()
+            return call_service(client, request, timeout)
         finally:
             self.node.destroy_client(client)
 
     def close(self):
-        self._executor.shutdown()
-        self._thread.join()
-        self.node.destroy_node()
+        self._spinner.close()
 
 
-def _percentile(values, q):
+def percentile(values, q):
     ordered = sorted(values)
     if not ordered:
         return float('nan')
@@ -223,8 +250,8 @@ def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640,
         'input_fps': (round(sum(float(v['input_fps']) for v in window) / len(window), 1)
                       if window else float('nan')),
         'output_fps': round(outputs / (end - start), 1),
-        'latency_ms_p50': round(_percentile(latencies, 50), 1),
-        'latency_ms_p95': round(_percentile(latencies, 95), 1),
+        'latency_ms_p50': round(percentile(latencies, 50), 1),
+        'latency_ms_p95': round(percentile(latencies, 95), 1),
         'dropped': (int(window[-1]['dropped_frames']) - int(window[0]['dropped_frames'])
                     if window else -1),
         'node_cpu_percent': round(100.0 * (cpu_end - cpu_start) / (end - start), 1),
@@ -241,6 +268,22 @@ def camera_frames(height, width, count=8):
     noise = np.random.RandomState(0).randint(0, 256, (12, 20, 3)).astype(np.uint8)
     wide = cv2.resize(noise, (width + 8 * count, height), interpolation=cv2.INTER_CUBIC)
     return [np.ascontiguousarray(wide[:, 8 * i:8 * i + width]) for i in range(count)]
+
+
+def bare_cpu_ms_per_frame(model_path, num_threads, processing_size, calls=20, weights=None,
+                          height=480, width=640, warm_up=3):
+    """CPU milliseconds (time.process_time: this process, all its threads) per
+    Stylizer.stylize call on camera_frames of height x width, after warm_up calls: the bare
+    stylizer's cost, to compare with the node's CPU per output frame."""
+    from style_transfer_ros.stylizer import Stylizer
+    stylizer = Stylizer(model_path, num_threads=num_threads, processing_size=processing_size)
+    frames = camera_frames(height, width)
+    for i in range(warm_up):
+        stylizer.stylize(frames[i % len(frames)], style_weights=weights)
+    start = time.process_time()
+    for i in range(calls):
+        stylizer.stylize(frames[i % len(frames)], style_weights=weights)
+    return 1000.0 * (time.process_time() - start) / calls
 
 
 def run_camera(args):

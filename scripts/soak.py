@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ros_processes import REPO, CameraProcess, NodeProcess, OutputMonitor, _percentile
+from ros_processes import REPO, CameraProcess, NodeProcess, OutputMonitor, percentile
 
 
 def publish_huge_frame(monitor, topic, side, diagnostics_key, timeout=60.0):
@@ -71,7 +71,7 @@ def main():
             minutes.append({'minute': len(minutes) + 1, 'rss_mb': round(node.memory_mb(), 1),
                             'output_fps': round(len(latencies) / (time.monotonic() - window_start),
                                                 1),
-                            'latency_ms_p95': round(_percentile(latencies, 95), 1)})
+                            'latency_ms_p95': round(percentile(latencies, 95), 1)})
             print(json.dumps(minutes[-1]), flush=True)
         camera.stop()
         camera = None

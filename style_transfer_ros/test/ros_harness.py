@@ -10,9 +10,6 @@ import itertools
 import os
 import queue
 import signal
-import subprocess
-import sys
-import threading
 
 import numpy as np
 import rclpy
@@ -20,12 +17,13 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import GetParameters, SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from ros_processes import NodeProcess, Spinner, call_service
+from ros_processes import stamp_ns as ros_stamp_ns
 from style_transfer_interfaces.srv import ListStyles, SetStyle
 from style_transfer_ros.image_conversion import image_msg_to_rgb, rgb_to_image_msg
 
@@ -53,27 +51,21 @@ def image_msg(rgb, stamp_ns, frame_id='camera', encoding='rgb8'):
     return rgb_to_image_msg(rgb, header, encoding)
 
 
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
-
-
 class NodeUnderTest(object):
-    """The stylizer node as a subprocess plus a client node in this process."""
+    """The stylizer node in its own process (a ros_processes.NodeProcess) plus a client node
+    in this process."""
 
     def __init__(self, parameters, node_name=None, subscribe_output=True, ready_timeout=60.0):
         index = next(_names)
         self.name = node_name or 'stylizer_%d_%d' % (os.getpid(), index)
         self.input_topic = '/test_%d_%d/image' % (os.getpid(), index)
         self.output_topic = '/test_%d_%d/image_stylized' % (os.getpid(), index)
-        command = [sys.executable, '-m', 'style_transfer_ros.stylizer_node', '--ros-args',
-                   '-r', '__node:=' + self.name, '-r', 'image:=' + self.input_topic,
-                   '-r', 'image_stylized:=' + self.output_topic]
-        for key, value in parameters.items():
-            command += ['-p', '%s:=%s' % (key, _yaml(value))]
-        self.log_path = os.path.join(os.environ.get('PYTEST_LOG_DIR', '/tmp'),
-                                     '%s.log' % self.name)
-        self._log = open(self.log_path, 'w')
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self._node_process = NodeProcess(
+            parameters, os.path.join(os.environ.get('PYTEST_LOG_DIR', '/tmp'),
+                                     '%s.log' % self.name),
+            name=self.name, remappings=('image:=' + self.input_topic,
+                                        'image_stylized:=' + self.output_topic))
+        self.log_path = self._node_process.log_path
 
         if not rclpy.ok():
             rclpy.init()
@@ -86,23 +78,27 @@ class NodeUnderTest(object):
                 Image, self.output_topic, self.outputs.put,
                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
-        self._spinner.start()
+        self._spinner = Spinner(self.node)
         self._clients = {}
         self._stamps = itertools.count(1)
-        deadline = _Deadline(ready_timeout)
-        ready = self._client(ListStyles, 'list_styles')
-        while not ready.wait_for_service(timeout_sec=0.5):
-            if self.process.poll() is not None or deadline.passed():
-                self.close()
-                raise RuntimeError('node did not come up; log:\n' + self.log())
+        try:
+            self._node_process.wait_for_service(self._client(ListStyles, 'list_styles'),
+                                                timeout=ready_timeout)
+        except RuntimeError:
+            self.close()
+            raise
+
+    @property
+    def process(self):
+        """The node's subprocess.Popen."""
+        return self._node_process.process
 
     def _on_diagnostics(self, array):
         for status in array.status:
             if status.hardware_id == '/' + self.name:
-                self.diagnostics.put(dict((kv.key, kv.value) for kv in status.values))
+                values = dict((kv.key, kv.value) for kv in status.values)
+                values.update(level=ord(status.level), message=status.message)
+                self.diagnostics.put(values)
 
     def _client(self, srv_type, service):
         key = (srv_type, service)
@@ -112,13 +108,7 @@ class NodeUnderTest(object):
         return self._clients[key]
 
     def call(self, srv_type, service, request, timeout=60.0):
-        client = self._client(srv_type, service)
-        assert client.wait_for_service(timeout_sec=timeout), service
-        done = threading.Event()
-        future = client.call_async(request)
-        future.add_done_callback(lambda _: done.set())
-        assert done.wait(timeout), 'no answer from %s' % service
-        return future.result()
+        return call_service(self._client(srv_type, service), request, timeout)
 
     def set_style(self, style='', blend_styles=(), blend_weights=(), strength=-1.0):
         return self.call(SetStyle, 'set_style', SetStyle.Request(
@@ -163,12 +153,12 @@ class NodeUnderTest(object):
                 out = self.outputs.get(timeout=0.5)
             except queue.Empty:
                 continue
-            while stamp_ns(out) != stamp:
+            while ros_stamp_ns(out.header) != stamp:
                 try:
                     out = self.outputs.get(timeout=0.5)
                 except queue.Empty:
                     break
-            if stamp_ns(out) == stamp:
+            if ros_stamp_ns(out.header) == stamp:
                 return out
         raise AssertionError('no stylized frame for stamp %d; node log:\n%s' % (stamp, self.log()))
 
@@ -208,27 +198,15 @@ class NodeUnderTest(object):
         raise AssertionError('diagnostics never matched; node log:\n' + self.log())
 
     def log(self):
-        if not self._log.closed:
-            self._log.flush()
-        with open(self.log_path) as f:
-            return f.read()[-6000:]
+        return self._node_process.log_tail(6000)
 
     def stop(self, sig=signal.SIGINT, timeout=30.0):
         """Signal the node and return its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return self._node_process.stop(sig, timeout)
 
     def close(self):
         code = self.stop()
-        self._executor.shutdown()
-        self.node.destroy_node()
-        self._log.close()
+        self._spinner.close()
         return code
 
 
@@ -243,13 +221,3 @@ class _Deadline(object):
 
     def passed(self):
         return self.left() <= 0.0
-
-
-def _yaml(value):
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, (list, tuple)):
-        return '[' + ','.join(_yaml(v) for v in value) + ']'
-    if isinstance(value, str):
-        return "'%s'" % value if value else "''"
-    return repr(value)
