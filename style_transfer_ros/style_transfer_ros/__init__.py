@@ -1,1 +1,2 @@
-"""Real-time neural style transfer for ROS 2: stylizer (no ROS), catalog, image conversion, node."""
+"""Real-time neural style transfer for ROS 2: stylizer (no ROS), catalog, image conversion,
+node."""

@@ -144,13 +144,15 @@ class Catalog(object):
             entry = self._entry(style)
             if not entry.style_names:
                 if blend_styles or blend_weights:
-                    raise SelectionError('{} is a single-style model; it cannot blend'.format(style))
+                    raise SelectionError(
+                        '{} is a single-style model; it cannot blend'.format(style))
                 return StyleSelection(entry.model_path, entry)
             if blend_styles:
                 return self._blend(entry, blend_styles, blend_weights)
             return self._blend(entry, entry.style_names, blend_weights)
         if not blend_styles:
-            raise SelectionError('no style given; available: {}'.format(', '.join(self.available())))
+            raise SelectionError(
+                'no style given; available: {}'.format(', '.join(self.available())))
         for entry in self.entries.values():
             if set(blend_styles) <= set(entry.style_names):
                 return self._blend(entry, blend_styles, blend_weights)

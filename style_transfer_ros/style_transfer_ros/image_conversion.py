@@ -53,7 +53,8 @@ def _check_layout(msg):
         raise ImageConversionError('data has {} bytes, expected height {} x step {} = {}'.format(
             len(msg.data), msg.height, msg.step, msg.height * msg.step))
     if bytes_per_pixel == 2 and msg.encoding != 'mono16' and msg.width % 2:
-        raise ImageConversionError('{} needs an even width, got {}'.format(msg.encoding, msg.width))
+        raise ImageConversionError(
+            '{} needs an even width, got {}'.format(msg.encoding, msg.width))
     return bytes_per_pixel
 
 
@@ -90,7 +91,8 @@ def _working_bridge():
             for encoding, pixel_bytes in (('bgr8', 3), ('yuv422', 2)):
                 msg = _test_message(encoding, pixel_bytes)
                 expected = _numpy_to_rgb(msg, pixel_bytes)
-                if not np.array_equal(bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'), expected):
+                converted = bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8')
+                if not np.array_equal(converted, expected):
                     return None
             _bridge[0] = bridge
         except Exception:  # missing, ROS 1, or broken: fall back to numpy

@@ -77,7 +77,8 @@ def _import_runtime(forced):
         except ImportError as error:
             tried.append('{} ({})'.format(module_name, error))
             continue
-        interpreter_class = module.lite.Interpreter if name == 'tensorflow.lite' else module.Interpreter
+        interpreter_class = (module.lite.Interpreter if name == 'tensorflow.lite'
+                             else module.Interpreter)
         package = importlib.import_module(module_name.split('.')[0])
         return name, getattr(package, '__version__', 'unknown'), interpreter_class
     raise RuntimeError('No TFLite runtime found; tried: {}. Install ai-edge-litert, '
@@ -187,7 +188,8 @@ class Stylizer(object):
 
     def __init__(self, model_path, num_threads=2, processing_size=0, output_size='input'):
         if not isinstance(num_threads, numbers.Integral) or num_threads < 1:
-            raise ValueError('num_threads must be a positive integer, got {!r}'.format(num_threads))
+            raise ValueError(
+                'num_threads must be a positive integer, got {!r}'.format(num_threads))
         self.model_path = model_path
         self.num_threads = int(num_threads)
         self.processing_size = processing_size
@@ -245,7 +247,8 @@ class Stylizer(object):
                    and _signature(d)[1] > 0 and d['dtype'] == np.float32]
         if len(images) != 1 or len(images) + len(weights) != len(inputs):
             raise ModelError(path, 'inputs must be image [1,H,W,3] (float32, uint8 or int8) and '
-                             'optionally style_weights [1,N] float32; found {}'.format(_describe(inputs)))
+                             'optionally style_weights [1,N] float32; found {}'.format(
+                                 _describe(inputs)))
         if not outputs or not _is_image(_signature(outputs[0]), outputs[0]['dtype']):
             raise ModelError(path, 'output 0 must be [1,H,W,3] float32, uint8 or int8; '
                              'found {}'.format(_describe(outputs)))
@@ -273,7 +276,8 @@ class Stylizer(object):
         values = np.arange(256, dtype=np.float64)
         scale, zero_point = _quantization(self._image)
         info = np.iinfo(self.input_dtype)
-        return np.clip(np.rint(values / scale + zero_point), info.min, info.max).astype(self.input_dtype)
+        return np.clip(np.rint(values / scale + zero_point), info.min,
+                       info.max).astype(self.input_dtype)
 
     def _make_output_lut(self):
         """Map each quantized output byte to a uint8 pixel value; None for float output."""
@@ -320,7 +324,8 @@ class Stylizer(object):
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
                 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
             raise ValueError('expected a uint8 HxWx3 RGB frame, got {}'.format(
-                '{} {}'.format(rgb.dtype, rgb.shape) if isinstance(rgb, np.ndarray) else type(rgb)))
+                '{} {}'.format(rgb.dtype, rgb.shape) if isinstance(rgb, np.ndarray)
+                else type(rgb)))
 
         height, width = rgb.shape[:2]
         processing_height, processing_width = self.processing_shape(height, width)

@@ -69,7 +69,8 @@ def single_style(matrix, height=None, width=None):
 
 def multi_style(names):
     @tf.function(input_signature=[image_spec(),
-                                  tf.TensorSpec([1, len(names)], tf.float32, name='style_weights')])
+                                  tf.TensorSpec([1, len(names)], tf.float32,
+                                                name='style_weights')])
     def model(image, style_weights):
         blended = 0.0
         for index, name in enumerate(names):

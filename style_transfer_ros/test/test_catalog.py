@@ -66,7 +66,8 @@ def test_duplicate_names_first_directory_wins(tmp_path):
     second = add_model(tmp_path / 'b', 'two', name='same')
     catalog = Catalog([str(tmp_path / 'a'), str(tmp_path / 'b')])
     assert catalog.entries['same'].model_path == first
-    assert catalog.problems == ["{}: name 'same' is already used by {}; skipped".format(second, first)]
+    assert catalog.problems == [
+        "{}: name 'same' is already used by {}; skipped".format(second, first)]
 
 
 @pytest.mark.parametrize('chosen', ['nano', 'current'])
@@ -101,7 +102,8 @@ def test_model_slash_style_is_one_hot(catalog):
     selection = catalog.resolve('multi_style/cool')
     assert selection.weights == [0.0, 1.0, 0.0]
     assert selection.description == 'multi_style: cool 1.00'
-    with pytest.raises(SelectionError, match='multi_style has no style blue; its styles: warm, cool, inverse'):
+    with pytest.raises(SelectionError,
+                       match='multi_style has no style blue; its styles: warm, cool, inverse'):
         catalog.resolve('multi_style/blue')
 
 
@@ -110,7 +112,8 @@ def test_blend_styles_find_the_model_holding_them(catalog):
     assert selection.entry.name == 'multi_style'
     assert selection.weights == pytest.approx([0.75, 0.0, 0.25])
     assert selection.description == 'multi_style: warm 0.75 + inverse 0.25'
-    assert catalog.resolve('', blend_styles=['cool', 'warm']).weights == pytest.approx([0.5, 0.5, 0])
+    weights = catalog.resolve('', blend_styles=['cool', 'warm']).weights
+    assert weights == pytest.approx([0.5, 0.5, 0])
 
 
 def test_blend_styles_not_in_one_model_lists_models(catalog):

@@ -133,7 +133,8 @@ def test_rgb_to_image_msg_round_trip(encoding):
     rgb = np.random.RandomState(2).randint(0, 256, (5, 7, 3)).astype(np.uint8)
     msg = rgb_to_image_msg(rgb, header, encoding)
     assert msg.header is header and msg.header.stamp.sec == 12
-    assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (5, 7, 21, encoding, 0)
+    assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (
+        5, 7, 21, encoding, 0)
     first_pixel = rgb[0, 0].tolist() if encoding == 'rgb8' else rgb[0, 0, ::-1].tolist()
     assert list(msg.data[:3]) == first_pixel
     assert np.array_equal(image_msg_to_rgb(msg), rgb)

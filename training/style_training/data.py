@@ -44,7 +44,8 @@ def content_files(sources):
     for source in map(Path, sources):
         if not source.exists():
             raise FileNotFoundError(f'content source not found: {source}')
-        paths = sorted(p for p in source.rglob('*') if p.is_file()) if source.is_dir() else [source]
+        paths = (sorted(p for p in source.rglob('*') if p.is_file()) if source.is_dir()
+                 else [source])
         images += [str(p) for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
         records += [str(p) for p in paths
                     if p.suffix.lower() in TFRECORD_SUFFIXES or '.tfrecord' in p.name.lower()]

@@ -55,7 +55,8 @@ class TFLiteStylizer:
         self.weights_input = next((d for d in inputs if len(d['shape']) == 2), None)
         self.output = self.interpreter.get_output_details()[0]
         signature = self.image_input['shape_signature']
-        self.fixed_size = None if min(signature[1:3]) < 0 else tuple(int(v) for v in signature[1:3])
+        self.fixed_size = (None if min(signature[1:3]) < 0
+                           else tuple(int(v) for v in signature[1:3]))
         self.num_styles = int(self.weights_input['shape'][1]) if self.weights_input else 1
         self.allocated_size = None  # dynamic models allocate at the first image's size
         if self.fixed_size:
