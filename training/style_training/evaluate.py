@@ -289,7 +289,8 @@ def comparison_grid(images, outputs, tile_height=192, rows=3):
     lines = []
     for index, image in enumerate(images[:rows]):
         width = round(image.shape[1] * tile_height / image.shape[0])
-        tiles = [resize(np.clip(outputs[label][index], 0, 255).astype(np.uint8), tile_height, width)
+        tiles = [resize(np.clip(outputs[label][index], 0, 255).astype(np.uint8), tile_height,
+                        width)
                  for label in labels]
         lines.append(np.concatenate(tiles, axis=1))
     width = max(line.shape[1] for line in lines)
@@ -331,7 +332,8 @@ def main(argv=None):
     for model in models:
         if labels.count(model.label) > 1:  # same file name in different folders
             model.label = f'{model.path.parent.name}/{model.label}'
-    reference = ModelUnderTest(args.reference_model, args.threads) if args.reference_model else None
+    reference = (ModelUnderTest(args.reference_model, args.threads) if args.reference_model
+                 else None)
     rows, outputs = evaluate(models, images, ruler, reference, args.frames, args.timing_runs)
     print(f'{len(images)} images from {args.content_dir} at {args.size} px, style '
           f'{args.style_image}' + (f', reference {reference.label}' if reference else ''))

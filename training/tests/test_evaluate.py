@@ -125,7 +125,8 @@ def test_cli_scores_models_and_writes_reports(tmp_path, capsys):
     convert_model(tiny_stylizer(num_styles=2), tmp_path / 'multi.tflite')
     out = tmp_path / 'report'
     assert evaluate.main([
-        '--model', str(tmp_path / 'identity.tflite'), '--model', f'{tmp_path / "multi.tflite"}:0,1',
+        '--model', str(tmp_path / 'identity.tflite'),
+        '--model', f'{tmp_path / "multi.tflite"}:0,1',
         '--reference-model', str(tmp_path / 'identity.tflite'), '--content-dir', str(content),
         '--style-image', str(style), '--size', '64', '--frames', '3', '--timing-runs', '2',
         '--output-dir', str(out)]) == 0
