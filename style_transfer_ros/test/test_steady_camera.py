@@ -16,10 +16,12 @@ from ros_processes import bare_cpu_ms_per_frame, steady_camera_run  # noqa: E402
 from style_transfer_ros.catalog import Catalog  # noqa: E402
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
-CAMERA_FPS = 10.0
+CAMERA_FPS = 20.0
 THREADS = 1
 PROCESSING_SIZE = 0
-MAX_CPU_RATIO = 2.0  # node CPU per output frame / bare stylizer CPU per frame
+# Node CPU per output frame / bare stylizer CPU per frame: 1.1-1.35 with the fixed node, 1.6-1.9
+# with the spinning MultiThreadedExecutor (and 16-17 of 20 fps taken in), on 2 busy cores.
+MAX_CPU_RATIO = 1.6
 
 
 def test_node_keeps_up_with_a_steady_camera_at_a_bounded_cpu_cost(tmp_path):
@@ -36,6 +38,6 @@ def test_node_keeps_up_with_a_steady_camera_at_a_bounded_cpu_cost(tmp_path):
                    logs=sorted(os.listdir(str(tmp_path))))
     print(figures)  # shown with -s or on failure
     assert run['node_exit_code'] == 0, figures
-    assert run['input_fps'] >= 0.8 * CAMERA_FPS, figures
-    assert run['output_fps'] >= 0.8 * CAMERA_FPS, figures
+    assert run['input_fps'] >= 0.9 * CAMERA_FPS, figures
+    assert run['output_fps'] >= 0.85 * CAMERA_FPS, figures
     assert run['node_cpu_ms_per_frame'] <= MAX_CPU_RATIO * bare_ms, figures
