@@ -3,6 +3,7 @@ ROS user can always set, bounded memory, clear errors and honest diagnostics."""
 import importlib.util
 import queue
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from style_transfer_ros.image_conversion import (compressed_msg_to_rgb,  # noqa:
 from style_transfer_ros.node_parameters import auto_threads, cores  # noqa: E402
 
 FRAME = make_frame(48, 64)
+STRESS_SECONDS = 8.0
 
 
 @pytest.fixture(scope='module')
@@ -60,12 +62,17 @@ def _set_typed(node, name, type_, **value_fields):
 
 
 def test_invalid_parameter_is_refused_while_set_style_loops(node):
-    """The old set_style raised a flag under which any outside change went in unchecked."""
+    """The old set_style raised a flag under which any outside change went in unchecked: with
+    one client looping set_style and another setting a bad value, the bad value got in after
+    about 10 s (too rarely to catch here in a bounded run). Now every change runs on the one
+    executor thread through one validator; this loops for STRESS_SECONDS and every bad value
+    must be refused."""
     refused, answered = [], []
+    deadline = time.monotonic() + STRESS_SECONDS
 
     def switch_styles():
-        for index in range(150):
-            style = 'multi_style/warm' if index % 2 else 'float_dynamic'
+        while time.monotonic() < deadline:
+            style = 'multi_style/warm' if len(answered) % 2 else 'float_dynamic'
             answered.append(node.set_style(style).success)
 
     switcher = threading.Thread(target=switch_styles)
@@ -74,7 +81,7 @@ def test_invalid_parameter_is_refused_while_set_style_loops(node):
         refused.append(not node.set_parameter('output_encoding', 'bogus').successful)
     switcher.join()
     assert all(refused) and len(refused) >= 25, (len(refused), refused.count(False))
-    assert all(answered) and len(answered) == 150
+    assert all(answered) and len(answered) >= 25, (len(answered), answered.count(False))
     assert node.get_parameter('output_encoding') == 'rgb8'
     assert node.stylized(FRAME).shape == FRAME.shape
 
