@@ -14,8 +14,9 @@ from keras import layers
 STYLE_LAYERS = ('block1_conv2', 'block2_conv2', 'block3_conv3', 'block4_conv3')
 CONTENT_LAYER = 'block3_conv3'
 # (name, width) of the VGG16 convolutions this loss uses, blocks 1-4.
+VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3))  # (width, convolutions) per block
 VGG_CONVS = tuple((f'block{block}_conv{index}', width)
-                  for block, (width, count) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3)), 1)
+                  for block, (width, count) in enumerate(VGG_BLOCKS, 1)
                   for index in range(1, count + 1))
 # Caffe-style BGR means: the HED Caffe model's, and the one keras.applications.vgg16 subtracts.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
