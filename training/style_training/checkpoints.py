@@ -1,5 +1,6 @@
 """Trained networks on disk: loading them, taking one style out of a conditional one, and
-carrying weights into a new network (also from the first efficient layout).
+carrying weights into a new network (also from the first efficient layout, and from the
+shipped head into a new one).
 
 A checkpoint is our .keras file (or a training output directory with model.keras and the
 training.json that train.py writes beside it) or a Fritz Keras 2 .h5.
@@ -18,11 +19,14 @@ from . import network
 
 class Checkpoint:
     """A trained network and what its training run says about it: style names (in
-    style_weights order), architecture, alpha, training size [height, width], command."""
+    style_weights order), architecture, alpha, training size [height, width], command and the
+    network's options (network.EFFICIENT_OPTIONS; empty for the shipped layout)."""
 
-    def __init__(self, model, styles, architecture, alpha, training_size, command=None):
+    def __init__(self, model, styles, architecture, alpha, training_size, command=None,
+                 options=None):
         self.model, self.styles, self.command = model, styles, command
         self.architecture, self.alpha, self.training_size = architecture, alpha, training_size
+        self.options = options or {}
 
     def select_style(self, style):
         """The single-style checkpoint of one style of this conditional one: the same weights
@@ -33,17 +37,18 @@ class Checkpoint:
             raise ValueError(f'no style {style!r} to take out of this network ({count} style '
                              f'input(s); style names: {", ".join(self.styles)})')
         index = self.styles.index(style)
-        single = network.build_transformer(self.architecture, self.alpha)
+        single = network.build_transformer(self.architecture, self.alpha, **self.options)
         single.set_weights([w[index:index + 1] if w.ndim == 2 and w.shape[0] == count else w
                             for w in self.model.get_weights()])
         return Checkpoint(single, [style], self.architecture, self.alpha, self.training_size,
-                          self.command)
+                          self.command, self.options)
 
 
 def load(path, styles=None, architecture=None, alpha=None, training_size=None):
     """The checkpoint at path. Values given here win over training.json (or, for a Fritz .h5,
     over the file itself), then come the file name (*_256x256_*: training size; its stem:
-    the style) and the defaults: efficient, alpha 0.25, 256x256."""
+    the style) and the defaults: efficient, alpha 0.25, 256x256. The network's options come
+    from training.json only (network_options)."""
     path = Path(path)
     if path.suffix == '.h5':
         found_architecture, found_alpha = fritz_h5_architecture(path)
@@ -66,27 +71,33 @@ def load(path, styles=None, architecture=None, alpha=None, training_size=None):
         size = [size, size]
     return Checkpoint(model, list(styles), architecture or training.get('architecture') or
                       'efficient', float(alpha or training.get('alpha') or 0.25), size,
-                      training.get('command'))
+                      training.get('command'), training.get('network_options'))
 
 
 def copy_weights(source, target):
     """Copy weights of the same architecture (or of the first efficient network, upgraded); a
     single style's instance norm parameters are repeated for every style of a conditional
-    target."""
-    source_weights, target_weights = source.get_weights(), target.get_weights()
-    if len(source_weights) == len(target_weights) + 1:
+    target. Head layers the source lacks (network.HEAD_LAYERS) keep their start, so the shipped
+    network fine-tunes into a new head and starts from its own output."""
+    source_names = {layer.name for layer in getattr(source, 'layers', [])}
+    fresh = {id(weight) for layer in target.layers if layer.name in network.HEAD_LAYERS
+             and layer.name not in source_names for weight in layer.weights}
+    variables = [weight for weight in target.weights if id(weight) not in fresh]
+    source_weights = source.get_weights()
+    if len(source_weights) == len(variables) + 1:
         source_weights = upgrade_efficient_v1(source_weights)
-    if len(source_weights) != len(target_weights):
+    if len(source_weights) != len(variables):
         raise ValueError('fine-tune checkpoint has a different architecture')
     copied = []
-    for value, wanted in zip(source_weights, target_weights):
-        if (value.shape != wanted.shape and value.shape[0] == 1
-                and value.shape[1:] == wanted.shape[1:]):
-            value = np.repeat(value, wanted.shape[0], axis=0)
-        if value.shape != wanted.shape:
-            raise ValueError(f'fine-tune checkpoint weight {value.shape} != {wanted.shape}')
+    for value, variable in zip(source_weights, variables):
+        wanted = tuple(variable.shape)
+        if value.shape != wanted and value.shape[0] == 1 and value.shape[1:] == wanted[1:]:
+            value = np.repeat(value, wanted[0], axis=0)
+        if value.shape != wanted:
+            raise ValueError(f'fine-tune checkpoint weight {value.shape} != {wanted}')
         copied.append(value)
-    target.set_weights(copied)
+    for variable, value in zip(variables, copied):
+        variable.assign(value)
 
 
 def upgrade_efficient_v1(weights):

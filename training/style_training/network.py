@@ -3,7 +3,9 @@
 'fritz' and 'fritz_small' follow Johnson et al. as laid out by fritzlabs/fritz-models, so their
 .h5 checkpoints load. 'efficient' keeps that encoder/decoder shape but spends its multiply-adds at
 1/4 resolution in depthwise-separable blocks and upsamples by resize + convolution (no
-depth-to-space, whose block grid shows and flickers).
+depth-to-space, whose block grid shows and flickers). Its options (EFFICIENT_OPTIONS: padding,
+full-resolution head, capacity at 1/4 resolution) are recorded in training.json; the defaults
+are the shipped network. docs/network_candidates.md has their timings.
 """
 import keras
 import numpy as np
@@ -57,7 +59,8 @@ class InstanceNorm(layers.Layer):
 
 @keras.saving.register_keras_serializable(package='style_training')
 class ReflectPadToMultiple(layers.Layer):
-    """Reflect-pads bottom/right so strided convolutions and upsampling give back the input size."""
+    """Reflect-pads bottom/right so strided convolutions and upsampling give back the input
+    size."""
 
     def __init__(self, multiple, **kwargs):
         super().__init__(**kwargs)
@@ -78,18 +81,42 @@ class ReflectPadToMultiple(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package='style_training')
-class EdgePadTopLeft(layers.Layer):
-    """Repeats the top row and left column once. A 'valid' stride-2 3x3 conv after it
-    centres output pixel j on input pixel 2j ('same' padding centres it on 2j + 1), which is
-    where a TF1-style 2x bilinear resize puts it back: nothing is shifted. (SYMMETRIC, unlike
-    REFLECT, also works on a 1-pixel-high input, where TFLite's MIRROR_PAD would refuse.)"""
+class EdgePad(layers.Layer):
+    """Repeats the border rows and columns: `before` times above and left, `after` times below
+    and right. Zero padding in front of a 3x3 conv makes every border pixel of a
+    low-resolution map differ from its neighbours, and the upsampling spreads that into a
+    2-4 px frame line; repeated edges have no such step. Built from slices and concatenations,
+    which XNNPACK runs: a MIRROR_PAD op is not delegated, splits the graph, and cost the
+    shipped network (one pad, on the image) about a quarter of its time at 640x480."""
+
+    def __init__(self, before=1, after=1, **kwargs):
+        super().__init__(**kwargs)
+        self.before, self.after = before, after
 
     def call(self, x):
-        return tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]], mode='SYMMETRIC')
+        for axis in (1, 2):
+            first = x[:, :1] if axis == 1 else x[:, :, :1]
+            last = x[:, -1:] if axis == 1 else x[:, :, -1:]
+            x = tf.concat([first] * self.before + [x] + [last] * self.after, axis=axis)
+        return x
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:1]) + tuple(None if size is None else size + 1
-                                               for size in input_shape[1:3]) + (input_shape[3],)
+        grow = self.before + self.after
+        sizes = tuple(None if size is None else size + grow for size in input_shape[1:3])
+        return tuple(input_shape[:1]) + sizes + (input_shape[3],)
+
+    def get_config(self):
+        return {**super().get_config(), 'before': self.before, 'after': self.after}
+
+
+@keras.saving.register_keras_serializable(package='style_training')
+class EdgePadTopLeft(EdgePad):
+    """Repeats the top row and left column once. A 'valid' stride-2 3x3 conv after it
+    centres output pixel j on input pixel 2j ('same' padding centres it on 2j + 1), which is
+    where a TF1-style 2x bilinear resize puts it back: nothing is shifted."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, 'before': 1, 'after': 0})
 
 
 @keras.saving.register_keras_serializable(package='style_training')
@@ -114,8 +141,8 @@ class Upsample2x(layers.Layer):
         return tf.image.resize(x, tf.shape(x)[1:3] * 2, method='nearest')
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:1]) + tuple(None if size is None else size * 2
-                                               for size in input_shape[1:3]) + (input_shape[3],)
+        sizes = tuple(None if size is None else size * 2 for size in input_shape[1:3])
+        return tuple(input_shape[:1]) + sizes + (input_shape[3],)
 
 
 @keras.saving.register_keras_serializable(package='style_training')
@@ -185,11 +212,40 @@ def style_count(model):
     return int(model.inputs[1].shape[1])
 
 
-def build_transformer(architecture='efficient', alpha=0.25, num_styles=1, name=None):
+# Options of the efficient network (network_options in training.json); these defaults are
+# the network the shipped models use.
+EFFICIENT_OPTIONS = {'head': 'colour', 'padding': 'zero', 'blocks': 3, 'quarter_channels': None}
+HEADS = ('colour', 'gain', 'affine', 'refine')
+# Layers of the heads beyond 'colour'; checkpoints.copy_weights leaves them at their start
+# when the source network has none (fine-tuning the shipped network into a new head).
+HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine')
+PADDINGS = ('zero', 'edge')
+
+
+def network_options(architecture='efficient', **options):
+    """The efficient network's options (None: the default), completed with the defaults;
+    ValueError on unknown keys or values (and on any option for the Fritz networks, which
+    have none)."""
+    known = EFFICIENT_OPTIONS if architecture == 'efficient' else {}
+    options = {key: value for key, value in options.items() if value is not None}
+    unknown = set(options) - set(known)
+    if unknown:
+        raise ValueError(f'{architecture} has no option(s) {sorted(unknown)}')
+    options = {**known, **options}
+    if options and (options['head'] not in HEADS or options['padding'] not in PADDINGS):
+        raise ValueError(f'head must be one of {HEADS} and padding one of {PADDINGS}, got '
+                         f'{options["head"]!r}, {options["padding"]!r}')
+    return options
+
+
+def build_transformer(architecture='efficient', alpha=0.25, num_styles=1, name=None,
+                      **options):
     """Keras model: `image` [B, H, W, 3] RGB 0..255 (plus `style_weights` [B, num_styles] when
-    num_styles > 1) -> stylized RGB 0..255 of the same H and W."""
+    num_styles > 1) -> stylized RGB 0..255 of the same H and W. options: see
+    EFFICIENT_OPTIONS and _efficient_body."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f'architecture must be one of {ARCHITECTURES}, not {architecture!r}')
+    options = network_options(architecture, **options)
     image = keras.Input((None, None, 3), name='image')
     inputs = [image]
     if num_styles > 1:
@@ -202,7 +258,8 @@ def build_transformer(architecture='efficient', alpha=0.25, num_styles=1, name=N
         return InstanceNorm()(x)
 
     if architecture == 'efficient':
-        output = layers.ReLU(max_value=255.0, name='stylized')(_efficient_body(image, alpha, norm))
+        body = _efficient_body(image, alpha, norm, **options)
+        output = layers.ReLU(max_value=255.0, name='stylized')(body)
     else:
         x = ReflectPadToMultiple(TOTAL_STRIDE)(image)
         x = _fritz_body(x, alpha, norm, small=architecture == 'fritz_small')
@@ -239,28 +296,42 @@ def _fritz_body(x, alpha, norm, small):
     return _conv(3, 9)(x)
 
 
-def _efficient_body(image, alpha, norm, residual_blocks=3):
-    """Spends its work at 1/2 and 1/4 resolution; full resolution sees only the output sum.
+def _efficient_body(image, alpha, norm, head='colour', padding='zero', blocks=3,
+                    quarter_channels=None):
+    """Spends its work at 1/2 and 1/4 resolution; full resolution sees only the head.
 
     A stride-2 3x3 conv reads the raw image directly (no full-resolution stem or rescaling;
     a one-pixel pad centres it on the pixels the final upsampling returns to), a second one
-    reaches 1/4 resolution, where depthwise-separable residual blocks do most of the work.
-    The decoder reduces channels with 1x1 convs before each bilinear 2x resize (no
-    depth-to-space, whose block grid shows and flickers) and adds the 1/2-resolution features
-    back. The output is, per pixel, the upsampled 3-channel style term plus a 1x1 mix
-    of the image's own colours, which keeps edges where they are: content detail stays crisp
-    and stable under small camera motion. Clipping to 0..255 replaces tanh (no full-resolution
-    transcendental). Resizes go to the exact size of the matching tensor, so any height and
-    width works; multiples of 4 take the fast path.
+    reaches 1/4 resolution, where `blocks` depthwise-separable residual blocks of
+    `quarter_channels` (default alpha * 128) do most of the work. The decoder reduces
+    channels with 1x1 convs before each bilinear 2x resize (no depth-to-space, whose block
+    grid shows and flickers) and adds the 1/2-resolution features back. Clipping to 0..255
+    replaces tanh (no full-resolution transcendental). Resizes go to the exact size of the
+    matching tensor, so any height and width works; multiples of 4 take the fast path.
+
+    padding 'zero': the 3x3 convs after the first pad with zeros ('same'), as the shipped
+    models do: a frame line at the borders, and the second stride-2 conv is centred half a
+    pixel off the resize that undoes it. 'edge': they repeat the border pixels instead, and
+    the second stride-2 conv is centred like the first.
+    head: how full resolution is made, see _efficient_head.
     """
     middle, wide = _widths(alpha)[1:]
+    wide = quarter_channels or wide
+    edge = padding == 'edge'
 
     def relu_norm(x):
         return layers.ReLU()(norm(x))
 
-    def separable(x, filters, kernel):
-        x = layers.DepthwiseConv2D(kernel, padding='same', use_bias=False)(x)
-        return _conv(filters, 1)(x)
+    def conv3x3(layer, x):
+        """A 3x3 conv (built without padding='same' when edge) on x, padded as chosen. With
+        stride 2, one repeated row and column on each side centre output pixel j on input
+        pixel 2j, like the first conv, and keep ceil(n / 2) pixels of n, like 'same'."""
+        return layer(EdgePad()(x)) if edge else layer(x)
+
+    def separable(x, filters):
+        depthwise = layers.DepthwiseConv2D(3, padding='valid' if edge else 'same',
+                                           use_bias=False)
+        return _conv(filters, 1)(conv3x3(depthwise, x))
 
     def upsample_like(x, reference):
         return ResizeLike(half_pixel_centers=False)([x, reference])
@@ -268,17 +339,54 @@ def _efficient_body(image, alpha, norm, residual_blocks=3):
     pixels_in = 1 / 127.5  # the first conv learns on -1..1 (the IN removes the offset)
     half = relu_norm(ScaledConv2D(middle, 3, strides=2, use_bias=False,
                                   input_scale=pixels_in)(EdgePadTopLeft()(image)))
-    x = relu_norm(_conv(wide, 3, 2)(half))
-    for _ in range(residual_blocks):
-        y = relu_norm(separable(x, wide, 3))
-        x = layers.Add()([norm(separable(y, wide, 3)), x])
+    down = layers.Conv2D(wide, 3, strides=2, padding='valid' if edge else 'same', use_bias=False)
+    x = relu_norm(conv3x3(down, half))
+    for _ in range(blocks):
+        y = relu_norm(separable(x, wide))
+        x = layers.Add()([norm(separable(y, wide)), x])
     x = upsample_like(_conv(middle, 1)(x), half)
-    x = layers.Add()([relu_norm(separable(x, middle, 3)), half])
-    # 1x1 conv and bilinear resize commute, so the style term goes up with 3 channels only.
+    x = layers.Add()([relu_norm(separable(x, middle)), half])
+    return _efficient_head(head, x, image, upsample_like)
+
+
+def _efficient_head(head, x, image, upsample_like):
+    """Full resolution from the 1/2-resolution features x and the image itself.
+
+    Every head has the shipped one's terms: per pixel the upsampled 3-channel style term plus
+    a 1x1 colour mix of the image (1x1 conv and bilinear resize commute, so the style goes up
+    with 3 channels only). That term alone can only add blurred texture: to paint over a
+    photo edge it must cancel the sharp edge with a blurred one, which leaves halos and a
+    relief. The other heads add a term whose new conv starts at zero (so they start as the
+    shipped network) and which can keep, scale or remove the photo's own edges where it is:
+    'gain': (1 + g) * colours, a smooth per-pixel, per-channel gain g (3 channels upsampled);
+    'affine': a local affine colour transform (a bilateral-grid / guided-filter upsampler in
+    the spirit of HDRNet and Wu et al. 2018): 9 smooth coefficient maps A, upsampled,
+    multiply 9 learned projections of the image and a 1x1 conv sums them to RGB;
+    'refine': a 3x3 conv (6 -> 3) on [upsampled style, image] adds full-resolution texture
+    (zero-padded: a 1-px border effect; an edge pad of 6 full-resolution channels cost more
+    than the whole head).
+    """
+    pixels_in = 1 / 127.5
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5)(x), image)
     colours = ScaledConv2D(3, 1, input_scale=pixels_in, output_scale=127.5,
                            output_offset=127.5)(image)
-    return layers.Add()([style, colours])
+    terms = [style, colours]
+    zero = {'kernel_initializer': 'zeros', 'use_bias': False}
+    if head == 'gain':
+        gain = upsample_like(layers.Conv2D(3, 1, name='local_gain', **zero)(x), image)
+        terms.append(layers.Multiply()([gain, colours]))
+    elif head == 'affine':
+        coefficients = layers.Conv2D(9, 1, name='local_affine', **zero)(x)
+        projections = ScaledConv2D(9, 1, use_bias=False, input_scale=pixels_in,
+                                   name='affine_projections')(image)
+        product = layers.Multiply()([upsample_like(coefficients, image), projections])
+        terms.append(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
+                                  name='affine_sum')(product))
+    elif head == 'refine':
+        both = layers.Concatenate()([style, image])
+        terms.append(ScaledConv2D(3, 3, padding='same', input_scale=pixels_in,
+                                  name='refine', **zero)(both))
+    return layers.Add()(terms)
 
 
 def multiply_adds_per_megapixel(model, size=256):

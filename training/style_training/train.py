@@ -193,6 +193,17 @@ def build_parser():
                         '(with sensor noise): higher flickers less under camera motion')
     parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
     parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
+    parser.add_argument('--head', choices=network.HEADS,
+                        help="efficient network: how full resolution is made (default "
+                        "'colour', the shipped one, or the fine-tune checkpoint's; see "
+                        "network._efficient_head)")
+    parser.add_argument('--padding', choices=network.PADDINGS,
+                        help="efficient network: 'edge' repeats border pixels (no frame "
+                        "line); default 'zero' or the fine-tune checkpoint's")
+    parser.add_argument('--blocks', type=int, help='efficient network: residual blocks at '
+                        '1/4 resolution (default 3 or the fine-tune checkpoint\'s)')
+    parser.add_argument('--quarter-channels', type=int, help='efficient network: channels at '
+                        '1/4 resolution (default alpha * 128 or the fine-tune checkpoint\'s)')
     parser.add_argument('--vgg-weights', default='hed',
                         help="'hed' (bundled, offline), 'imagenet' (downloads) or a file path")
     parser.add_argument('--blend-probability', type=float, default=0.0,
@@ -261,7 +272,14 @@ def build_trainer(args):
                 fine_tune = fine_tune.select_style(args.fine_tune_style)
             except ValueError as error:
                 raise SystemExit(f'error: --fine-tune-style: {error}')
-    model = network.build_transformer(architecture, alpha, num_styles)
+    given = {'head': args.head, 'padding': args.padding, 'blocks': args.blocks,
+             'quarter_channels': args.quarter_channels}
+    try:
+        options = network.network_options(architecture, **{
+            **(fine_tune.options if fine_tune else {}), **given})
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
+    model = network.build_transformer(architecture, alpha, num_styles, **options)
     if fine_tune is not None:
         checkpoints.copy_weights(fine_tune.model, model)
 
@@ -283,7 +301,8 @@ def build_trainer(args):
         'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
                    for path, weight in styles],
         'mode': 'conditional' if conditional else 'mix',
-        'architecture': architecture, 'alpha': alpha, 'num_styles': num_styles,
+        'architecture': architecture, 'alpha': alpha, 'network_options': options,
+        'num_styles': num_styles,
         'image_size': [args.image_size, args.image_size],
         'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
         'fine_tune_style': args.fine_tune_style,

@@ -15,17 +15,20 @@ def _random_image(height, width, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
 
 
-def save_conditional_run(directory):
-    """A two-style efficient network with distinct per-style norms, saved as train.py does."""
-    conditional = network.build_transformer('efficient', 0.25, num_styles=2)
+def save_conditional_run(directory, **options):
+    """A two-style efficient network with distinct per-style norms (and random new-head
+    weights), saved as train.py does."""
+    conditional = network.build_transformer('efficient', 0.25, num_styles=2, **options)
     rng = np.random.default_rng(3)
     conditional.set_weights([rng.normal(1, 0.3, w.shape).astype(np.float32) if w.ndim == 2
-                             else w for w in conditional.get_weights()])
+                             else w + rng.normal(0, 0.05, w.shape).astype(np.float32)
+                             for w in conditional.get_weights()])
     directory.mkdir()
     conditional.save(directory / 'model.keras')
     (directory / 'training.json').write_text(json.dumps({
         'styles': [{'name': 'a'}, {'name': 'b'}], 'num_styles': 2, 'architecture': 'efficient',
-        'alpha': 0.25, 'image_size': [192, 192], 'command': 'style-train ...'}))
+        'alpha': 0.25, 'image_size': [192, 192], 'command': 'style-train ...',
+        'network_options': network.network_options(**options)}))
     return conditional
 
 
@@ -60,6 +63,60 @@ def test_select_style_takes_one_style_of_a_conditional_checkpoint(tmp_path):
         checkpoints.load(tmp_path / 'run').select_style('c')
     with pytest.raises(ValueError, match="no style 'b'"):
         single.select_style('b')
+
+
+def test_select_style_rebuilds_the_network_options_of_the_run(tmp_path):
+    options = {'padding': 'edge', 'head': 'affine', 'blocks': 4}
+    conditional = save_conditional_run(tmp_path / 'run', **options)
+    loaded = checkpoints.load(tmp_path / 'run')
+    assert loaded.options == network.network_options(**options)
+    single = loaded.select_style('a')
+    assert single.options == loaded.options
+    image = _random_image(30, 41)
+    np.testing.assert_allclose(single.model(image),
+                               conditional([image, np.array([[1.0, 0.0]])]), atol=1e-3)
+
+
+@pytest.mark.parametrize('head', ['gain', 'affine', 'refine'])
+def test_shipped_network_fine_tunes_into_a_new_head_from_its_own_output(head):
+    """The new head's layers keep their zero start: the copy stylizes exactly as the source."""
+    source = network.build_transformer('efficient', 0.25)
+    rng = np.random.default_rng(8)
+    source.set_weights([w + rng.normal(0, 0.1, w.shape).astype(np.float32)
+                        for w in source.get_weights()])
+    target = network.build_transformer('efficient', 0.25, num_styles=2, head=head)
+    checkpoints.copy_weights(source, target)
+    image = _random_image(26, 38)
+    expected = source(image).numpy()
+    for weights in ([[1.0, 0.0]], [[0.4, 0.6]]):
+        np.testing.assert_allclose(target([image, np.array(weights)]), expected, atol=1e-3)
+    with pytest.raises(ValueError, match='different architecture|first-version'):  # no head
+        checkpoints.copy_weights(target, network.build_transformer('efficient', 0.25))
+
+
+def test_cli_trains_a_new_head_records_its_options_and_resumes(tmp_path, content_dir):
+    """Fine-tuning the shipped layout into --head affine --padding edge: training.json and the
+    loaded checkpoint carry the options, and the same command resumes from its checkpoint."""
+    save_conditional_run(tmp_path / 'run')
+    network.build_transformer('fritz_small', 0.25).save(tmp_path / 'teacher.keras')
+
+    def run(steps):
+        return train.train(train.build_parser().parse_args([
+            '--teacher', str(tmp_path / 'teacher.keras'),
+            '--fine-tune-checkpoint', str(tmp_path / 'run'),
+            '--fine-tune-style', 'b', '--content', str(content_dir), '--head', 'affine',
+            '--padding', 'edge', '--output-dir', str(tmp_path / 'out'), '--steps', str(steps),
+            '--image-size', '32', '--batch-size', '2', '--log-every', '1',
+            '--checkpoint-dir', str(tmp_path / 'checkpoints')]))
+
+    first = run(2)
+    assert 'local_affine' in [layer.name for layer in first.model.layers]
+    settings = json.loads((tmp_path / 'out' / 'training.json').read_text())
+    assert settings['network_options'] == {'head': 'affine', 'padding': 'edge', 'blocks': 3,
+                                           'quarter_channels': None}
+    loaded = checkpoints.load(tmp_path / 'out')
+    assert loaded.options == settings['network_options']
+    assert int(run(3).step) == 3  # resumed: one more step
 
 
 def test_cli_fine_tunes_from_one_style_of_a_conditional_run(tmp_path, content_dir, style_paths):

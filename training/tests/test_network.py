@@ -94,3 +94,109 @@ def test_keras_file_round_trip(tmp_path):
     loaded = keras.saving.load_model(tmp_path / 'model.keras', compile=False)
     inputs = [_random_image(21, 30), np.array([[0.3, 0.7]], np.float32)]
     np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-4)
+
+
+# Every new option of the efficient network alone, and the combinations the note measures.
+OPTION_CASES = [{'padding': 'edge'}, {'head': 'gain'}, {'head': 'affine'}, {'head': 'refine'},
+                {'blocks': 4}, {'quarter_channels': 48},
+                {'padding': 'edge', 'head': 'affine', 'blocks': 4}]
+
+
+def _randomize(model, seed, spread=0.3):
+    """Every weight random (new heads start at zero, which would hide them)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(1 if w.ndim == 2 else 0, spread, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+
+
+@pytest.mark.parametrize('options', OPTION_CASES, ids=str)
+def test_efficient_options_keep_any_input_size(options):
+    model = network.build_transformer('efficient', 0.25, **options)
+    _randomize(model, seed=3)
+    for height, width in ((250, 333), (37, 53), (2, 3)):
+        output = model(_random_image(height, width)).numpy()
+        assert output.shape == (1, height, width, 3)
+        assert output.min() >= 0 and output.max() <= 255 and output.std() > 1
+
+
+def test_unknown_network_options_are_refused():
+    with pytest.raises(ValueError, match='head must be one of'):
+        network.build_transformer('efficient', 0.25, head='bilateral')
+    with pytest.raises(ValueError, match='no option'):
+        network.build_transformer('fritz', 0.25, padding='edge')
+    assert network.network_options('fritz', head=None) == {}
+
+
+@pytest.mark.parametrize('padding, flat', [('edge', True), ('zero', False)])
+def test_edge_padding_gives_a_flat_photo_a_flat_output(padding, flat):
+    """No frame line by construction: repeated border pixels make every padded map of a flat
+    photo flat, while zero padding steps at the border of each low-resolution map."""
+    model = network.build_transformer('efficient', 0.25, padding=padding, head='affine')
+    _randomize(model, seed=4)
+    output = model(np.full((1, 40, 56, 3), [90, 140, 200], np.float32)).numpy()
+    assert 0 < output.mean() < 255
+    assert (np.ptp(output, axis=(1, 2)).max() < 0.01) == flat
+
+
+def _blank_body(model):
+    """Zero the first conv: the body then sees no photo and its features are constant, so
+    only the head's own paths from the photo to the output are left."""
+    first = next(layer for layer in model.layers if isinstance(layer, network.ScaledConv2D))
+    first.kernel.assign(np.zeros(first.kernel.shape))
+
+
+@pytest.mark.parametrize('head, reach', [('colour', 0), ('gain', 0), ('affine', 0),
+                                         ('refine', 1)])
+def test_heads_keep_photo_detail_where_it_is(head, reach):
+    """Given the coefficients, a head maps each photo pixel to the same output pixel (the
+    colour, gain and affine heads) or to its 3x3 neighbourhood (refine): photo edges are not
+    moved or spread into halos. The randomized new terms do change the output."""
+    model = network.build_transformer('efficient', 0.25, head=head)
+    _randomize(model, seed=5, spread=0.05)  # little clipping
+    _blank_body(model)
+    photo = np.full((1, 24, 32, 3), 100, np.float32)
+    bright = photo.copy()
+    bright[0, 11, 17] = 200
+    changed = np.argwhere(np.abs(model(bright) - model(photo))[0].max(-1) > 1e-3)
+    assert changed.min(0).tolist() == [11 - reach, 17 - reach]
+    assert changed.max(0).tolist() == [11 + reach, 17 + reach]
+    if head != 'colour':
+        zero_start = network.build_transformer('efficient', 0.25, head=head)
+        zero_start.set_weights([w if layer.name not in network.HEAD_LAYERS else np.zeros_like(w)
+                                for layer in model.layers for w in layer.get_weights()])
+        assert np.abs(zero_start(bright) - model(bright)).mean() > 0.05
+
+
+@pytest.mark.parametrize('options', OPTION_CASES[:4], ids=str)
+def test_efficient_options_round_trip_through_keras_files(tmp_path, options):
+    import keras
+    model = network.build_transformer('efficient', 0.25, num_styles=2, **options)
+    _randomize(model, seed=6)
+    model.save(tmp_path / 'model.keras')
+    loaded = keras.saving.load_model(tmp_path / 'model.keras', compile=False)
+    inputs = [_random_image(21, 30), np.array([[0.3, 0.7]], np.float32)]
+    np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-3)
+    for expected, value in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(expected, value)
+
+
+def test_edge_affine_network_converts_and_runs_at_any_size(tmp_path):
+    """The frozen-function conversion keeps dynamic height and width and the style_weights
+    input; the TFLite file matches Keras at odd sizes and loads on the TF 2.5 runtime."""
+    from style_training.convert import convert_model, nano_problems
+    from style_training.tflite_runner import TFLiteStylizer, operator_versions
+    model = network.build_transformer('efficient', 0.25, num_styles=2, padding='edge',
+                                      head='affine')
+    _randomize(model, seed=7)
+    path = tmp_path / 'edge_affine.tflite'
+    convert_model(model, path, 'float16')
+    assert nano_problems(operator_versions(path)) == []
+    assert 'MIRROR_PAD' not in operator_versions(path)  # not delegated to XNNPACK: slow
+    stylizer = TFLiteStylizer(path)
+    for height, width in ((250, 333), (48, 64)):
+        image = _random_image(height, width, seed=height)
+        weights = np.array([0.2, 0.8], np.float32)
+        expected = np.clip(model([image, weights[None]]).numpy()[0], 0, 255)
+        actual = stylizer(image[0], weights)
+        assert actual.shape == (height, width, 3)
+        assert np.abs(actual - expected).max() < 2
