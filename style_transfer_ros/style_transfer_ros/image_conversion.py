@@ -122,16 +122,21 @@ def image_msg_to_rgb(msg, copy=True):
     return _numpy_to_rgb(msg, bytes_per_pixel, copy)
 
 
-def rgb_to_image_msg(rgb, header, encoding='rgb8'):
-    """Build a sensor_msgs/Image (rgb8 or bgr8) from a uint8 HxWx3 RGB array."""
-    from sensor_msgs.msg import Image
+def _output_pixels(rgb, encoding):
+    """Check an output frame and its encoding; return its pixels in that encoding's order."""
     if encoding not in OUTPUT_ENCODINGS:
         raise ImageConversionError('output encoding must be one of {}, got {!r}'.format(
             OUTPUT_ENCODINGS, encoding))
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageConversionError('expected a uint8 HxWx3 array, got {} {}'.format(
             rgb.dtype, rgb.shape))
-    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if encoding == 'bgr8' else rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if encoding == 'bgr8' else rgb
+
+
+def rgb_to_image_msg(rgb, header, encoding='rgb8'):
+    """Build a sensor_msgs/Image (rgb8 or bgr8) from a uint8 HxWx3 RGB array."""
+    from sensor_msgs.msg import Image
+    pixels = _output_pixels(rgb, encoding)
     msg = Image()
     msg.header = header
     msg.height, msg.width = rgb.shape[:2]
@@ -223,18 +228,12 @@ def _cdr_string(text):
 def serialize_image(rgb, stamp_sec, stamp_nanosec, frame_id, encoding='rgb8'):
     """A serialized sensor_msgs/Image (rgb8 or bgr8) of a uint8 HxWx3 RGB array, as bytes for
     Publisher.publish; the pixels are copied once."""
-    if encoding not in OUTPUT_ENCODINGS:
-        raise ImageConversionError('output encoding must be one of {}, got {!r}'.format(
-            OUTPUT_ENCODINGS, encoding))
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageConversionError('expected a uint8 HxWx3 array, got {} {}'.format(
-            rgb.dtype, rgb.shape))
+    pixels = _output_pixels(rgb, encoding)
     height, width = rgb.shape[:2]
     head = struct.pack('<iI', stamp_sec, stamp_nanosec) + _cdr_string(frame_id)
     head += b'\x00' * (-len(head) % 4) + struct.pack('<II', height, width)
     head += _cdr_string(encoding) + b'\x00'  # is_bigendian
     head += b'\x00' * (-len(head) % 4) + struct.pack('<II', width * 3, height * width * 3)
-    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if encoding == 'bgr8' else rgb
     return b''.join((_CDR_LITTLE_ENDIAN, head, np.ascontiguousarray(pixels).data))
 
 
