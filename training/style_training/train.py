@@ -272,8 +272,9 @@ def build_trainer(args):
                 fine_tune = fine_tune.select_style(args.fine_tune_style)
             except ValueError as error:
                 raise SystemExit(f'error: --fine-tune-style: {error}')
-    given = {'head': args.head, 'padding': args.padding, 'blocks': args.blocks,
-             'quarter_channels': args.quarter_channels}
+    given = {name: value for name, value in (
+        ('head', args.head), ('padding', args.padding), ('blocks', args.blocks),
+        ('quarter_channels', args.quarter_channels)) if value is not None}  # unset: keep
     try:
         options = network.network_options(architecture, **{
             **(fine_tune.options if fine_tune else {}), **given})

@@ -147,3 +147,19 @@ def test_cli_checkpoint_resume_and_export(tmp_path, content_dir, style_paths, ca
     log = capsys.readouterr().out
     assert 'resumed from' in log and 'step 4/5' in log and 'step 1/5' not in log
     assert int(resumed.step) == 5 and int(resumed.optimizer.iterations) == 5
+
+
+def test_fine_tuning_keeps_the_checkpoints_network_options(tmp_path, content_dir, style_paths):
+    """Unset --head/--padding/... mean "as the fine-tune checkpoint", not "the default"."""
+    start = tmp_path / 'start'
+    first = train.train(train.build_parser().parse_args([
+        '--style', str(style_paths[0]), '--content', str(content_dir), '--output-dir',
+        str(start), '--image-size', '32', '--batch-size', '2', '--steps', '1',
+        '--head', 'affine', '--padding', 'edge']))
+    tuned = train.build_trainer(train.build_parser().parse_args([
+        '--style', str(style_paths[0]), '--content', str(content_dir), '--output-dir',
+        str(tmp_path / 'tuned'), '--image-size', '32', '--fine-tune-checkpoint',
+        str(start / 'model.keras')]))[0]
+    assert tuned.model.get_layer('local_affine') is not None
+    for expected, value in zip(first.model.get_weights(), tuned.model.get_weights()):
+        np.testing.assert_array_equal(expected, value)
