@@ -163,10 +163,6 @@ class SerializedImage(object):
     __slots__ = ('stamp_sec', 'stamp_nanosec', 'frame_id', 'height', 'width', 'encoding',
                  'is_bigendian', 'step', 'data')
 
-    @property
-    def stamp_ns(self):
-        return self.stamp_sec * 10 ** 9 + self.stamp_nanosec
-
 
 class _CdrReader(object):
     def __init__(self, buffer):

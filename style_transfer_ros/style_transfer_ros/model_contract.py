@@ -106,15 +106,20 @@ def write_sidecar(path, metadata):
         sidecar_file.write('\n')
 
 
-def model_file_problem(model_path):
-    """Why model_path is no TFLite model, or None: checks the FlatBuffer identifier only, so
-    a corrupt file is caught when the catalog is scanned, without a TFLite runtime."""
-    try:
-        with open(model_path, 'rb') as model_file:
-            header = model_file.read(9)  # a model is larger than its 8-byte header
-    except OSError as error:
-        return 'unreadable model file: {}'.format(error)
-    if len(header) < 9 or header[4:8] != TFLITE_IDENTIFIER:
+def model_content_problem(content):
+    """Why these bytes are no TFLite model, or None (the FlatBuffer identifier only)."""
+    if len(content) < 9 or content[4:8] != TFLITE_IDENTIFIER:  # a model outgrows its header
         return 'not a TFLite model (no {} identifier at bytes 4..8)'.format(
             TFLITE_IDENTIFIER.decode())
     return None
+
+
+def model_file_problem(model_path):
+    """Why model_path is no TFLite model, or None: so a corrupt file is caught when the
+    catalog is scanned, without a TFLite runtime."""
+    try:
+        with open(model_path, 'rb') as model_file:
+            header = model_file.read(9)
+    except OSError as error:
+        return 'unreadable model file: {}'.format(error)
+    return model_content_problem(header)

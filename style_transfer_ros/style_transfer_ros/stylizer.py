@@ -11,6 +11,8 @@ import re
 import cv2
 import numpy as np
 
+from style_transfer_ros.model_contract import model_content_problem
+
 RUNTIME_ENV = 'STYLE_TRANSFER_TFLITE_RUNTIME'
 # (name, module to import); searched in this order.
 RUNTIMES = (
@@ -232,8 +234,9 @@ class Stylizer(object):
                 self._model_content = model_file.read()
         except (IOError, OSError) as error:  # e.g. no read permission
             raise ModelError(path, 'cannot read it: {}'.format(error.strerror or error))
-        if self._model_content[4:8] != b'TFL3':
-            raise ModelError(path, 'not a TFLite model (no "TFL3" flatbuffer identifier)')
+        problem = model_content_problem(self._model_content)
+        if problem:
+            raise ModelError(path, problem)
         self._interpreter_class = interpreter_class
         try:
             self._interpreter = self._new_interpreter()

@@ -307,13 +307,14 @@ class StylizerNode(Node):
             msg = self._next_frame()
             if msg is None:
                 continue
+            settings, active = self._settings, self._active  # one consistent state per frame
             raw_out = self._publisher.get_subscription_count()
             jpeg_out = self._compressed_publisher.get_subscription_count()
-            if self._settings.lazy and not raw_out and not jpeg_out:
+            if settings.lazy and not raw_out and not jpeg_out:
                 self._statistics.count('idle')
                 continue
             try:
-                self._process(msg, raw_out or not self._settings.lazy, jpeg_out)
+                self._process(msg, settings, active, raw_out or not settings.lazy, jpeg_out)
             except ImageConversionError as error:
                 self._statistics.count('bad', str(error))
                 self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
@@ -323,8 +324,7 @@ class StylizerNode(Node):
                 self._statistics.count('failed', repr(error))
                 self._warn_throttled('failure', 'frame failed: %r' % (error,))
 
-    def _process(self, msg, raw_out, jpeg_out):
-        settings, active = self._settings, self._active  # one consistent state per frame
+    def _process(self, msg, settings, active, raw_out, jpeg_out):
         if self._compressed_input:
             stamp, frame_id = msg.header.stamp, msg.header.frame_id
             stamp_sec, stamp_nanosec = stamp.sec, stamp.nanosec
