@@ -49,6 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from style_training.halo import LUMA, halo_figure
 from style_training.images import list_images, load_image, psnr, resize
 from style_training.tflite_runner import TFLiteStylizer
 
@@ -58,10 +59,6 @@ NOISE_SIGMA = 2.0
 CROP_FRACTION = 0.9
 FRAME_WIDTH = 4
 FRAME_PIECE = 16
-HALO_RADIUS = 4
-EDGE_PERCENTILE = 95
-EDGE_MARGIN = 8
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 COLUMNS = ('model', 'style_distance', 'content_distance', 'ssim', 'flicker', 'frame_line', 'halo',
            'psnr_vs_ref', 'ms_per_frame', 'size_kib')
 LEGEND = ('frame_line: step of the outer 4 px rows against the next 4 px, over the photo\'s own '
@@ -135,33 +132,10 @@ def frame_line(output, photo):
     return border_step(_like(output, photo)) - border_step(photo)
 
 
-def halo(output, photo, radius=HALO_RADIUS):
-    """Edge-locked luminance deviation within `radius` px of strong photo edges (docstring)."""
-    y_in = luminance(photo)
-    y_out = luminance(_like(output, photo))
-    y_out = (y_out - y_out.mean()) / max(float(y_out.std()), 1e-6) * y_in.std() + y_in.mean()
-    deviation = y_out - y_in
-    smooth = cv2.GaussianBlur(y_in, (0, 0), 1)
-    magnitude = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
-    inner = np.zeros(magnitude.shape, bool)
-    inner[EDGE_MARGIN:-EDGE_MARGIN, EDGE_MARGIN:-EDGE_MARGIN] = True
-    edges = magnitude >= max(np.percentile(magnitude[inner], EDGE_PERCENTILE), 1e-3)
-    distance, labels = cv2.distanceTransformWithLabels(
-        (~edges).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    edge_level = np.zeros(labels.max() + 1, np.float32)
-    edge_level[labels[edges]] = smooth[edges]
-    brighter = smooth > edge_level[labels]
-    profile = []
-    for side in (brighter, ~brighter):
-        side = side & inner & ~edges
-        far = (side & (distance > radius) & (distance <= 2 * radius)).astype(np.float32)
-        weight = cv2.GaussianBlur(far, (0, 0), radius)
-        level = cv2.GaussianBlur(deviation * far, (0, 0), radius) / np.maximum(weight, 1e-3)
-        for k in range(1, radius + 1):
-            ring = side & (weight > 0.05) & (distance > k - 1) & (distance <= k)
-            if ring.any():
-                profile.append(abs(float((deviation - level)[ring].mean())))
-    return round(float(np.mean(profile)), 4) if profile else 0.0  # no float dust for the photo
+def halo(output, photo):
+    """Edge-locked luminance deviation along strong photo edges (module docstring; the rule
+    lives in style_training.halo, which the training loss shares)."""
+    return halo_figure(luminance(_like(output, photo)), luminance(photo))
 
 
 def camera_sequence(image, frames=8, seed=0):

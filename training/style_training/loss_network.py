@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from . import halo
+
 STYLE_LAYERS = ('block1_conv2', 'block2_conv2', 'block3_conv3', 'block4_conv3')
 CONTENT_LAYER = 'block3_conv3'
 # (name, width) of the VGG16 convolutions this loss uses, blocks 1-4.
@@ -120,3 +122,39 @@ def total_variation_loss(images):
     dy = tf.reduce_mean(tf.abs(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
     dx = tf.reduce_mean(tf.abs(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
     return dx + dy
+
+
+def _blur(images, sigma):
+    """[B, H, W, C] Gaussian blur as cv2.GaussianBlur does it (reflect-101 borders)."""
+    kernel = halo.gaussian_kernel(sigma)
+    half = len(kernel) // 2
+    channels = images.shape[-1]
+    images = tf.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode='REFLECT')
+    column = np.tile(kernel.reshape(-1, 1, 1, 1), [1, 1, channels, 1])
+    images = tf.nn.depthwise_conv2d(images, column, [1, 1, 1, 1], 'VALID')
+    return tf.nn.depthwise_conv2d(images, column.transpose(1, 0, 2, 3), [1, 1, 1, 1], 'VALID')
+
+
+def halo_loss(stylized, content, radius=halo.RADIUS):
+    """Per image halo figure (halo.halo_figure) of RGB 0..255 batches, differentiable in
+    `stylized`: [B]. The rings come from the photos, so only the output's deviation along
+    them is penalized, not its texture elsewhere."""
+    rings = tf.numpy_function(halo.batch_rings, [content, radius], tf.float32, stateful=False)
+    rings = tf.stop_gradient(tf.ensure_shape(rings, [None, None, None, 2 * (radius + 1)]))
+    y_out = tf.tensordot(tf.cast(stylized, tf.float32), halo.LUMA, 1)[..., None]
+    y_in = tf.tensordot(tf.cast(content, tf.float32), halo.LUMA, 1)[..., None]
+    out_mean, out_var = tf.nn.moments(y_out, [1, 2, 3], keepdims=True)
+    in_mean, in_var = tf.nn.moments(y_in, [1, 2, 3], keepdims=True)
+    y_out = (y_out - out_mean) * tf.sqrt(in_var) / tf.maximum(tf.sqrt(out_var), 1e-6) + in_mean
+    deviation = y_out - y_in
+    terms, counted = [], []
+    for base in (0, radius + 1):
+        far = rings[..., base:base + 1]
+        level = _blur(deviation * far, radius) / tf.maximum(_blur(far, radius), 1e-3)
+        ring = rings[..., base + 1:base + radius + 1]  # [B, H, W, radius]
+        pixels = tf.reduce_sum(ring, [1, 2])
+        mean = tf.reduce_sum((deviation - level) * ring, [1, 2]) / tf.maximum(pixels, 1.0)
+        terms.append(tf.sqrt(tf.square(mean) + 1e-6))  # |mean|, smooth at 0
+        counted.append(tf.cast(pixels > 0, tf.float32))
+    terms, counted = tf.concat(terms, 1), tf.concat(counted, 1)
+    return tf.reduce_sum(terms * counted, 1) / tf.maximum(tf.reduce_sum(counted, 1), 1.0)

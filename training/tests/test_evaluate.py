@@ -109,6 +109,27 @@ def test_halo_rises_with_a_ring_along_edges_but_not_with_tint_contrast_or_textur
     assert halo(np.clip(glow * 1.5 - 40, 0, 255), photo) > 5  # a contrast change hides no halo
 
 
+def test_halo_loss_is_the_halo_figure_and_gradient_steps_remove_a_ring():
+    import tensorflow as tf
+    from style_training.loss_network import halo_loss
+    photo, inside = edge_photo()
+    ring = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~inside
+    glow = photo.copy()
+    glow[ring] += 50
+    textured = photo + np.random.default_rng(1).normal(0, 15, photo.shape)
+    outputs = np.stack([glow, textured, photo]).astype(np.float32)
+    losses = halo_loss(tf.constant(outputs), tf.constant(np.stack([photo] * 3), tf.float32))
+    np.testing.assert_allclose(losses.numpy(), [halo(out, photo) for out in outputs],
+                               rtol=1e-3, atol=2e-3)
+    image = tf.Variable(glow[None].astype(np.float32))
+    optimizer = tf.keras.optimizers.Adam(2.0)
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            loss = halo_loss(image, tf.constant(photo[None], tf.float32))
+        optimizer.apply_gradients([(tape.gradient(loss, image), image)])
+    assert halo(image.numpy()[0], photo) < 0.3 * halo(glow, photo)
+
+
 def test_parse_model_spec():
     assert parse_model_spec('a/b.tflite') == ('a/b.tflite', None)
     assert parse_model_spec('classics.tflite:1,0,0.5') == ('classics.tflite', [1.0, 0.0, 0.5])
