@@ -14,6 +14,9 @@ from keras import layers
 from style_transfer_ros.model_contract import ARCHITECTURES
 
 TOTAL_STRIDE = 4  # two stride-2 convolutions
+# The efficient network's convs that read the raw 0..255 image compute in float32 under mixed
+# precision too: their kernel gradients sum pixel values over the image and overflow float16.
+RAW_PIXELS = {'dtype': 'float32'}
 EPSILON = 1e-3  # as the Fritz InstanceNormalization: (x - mean) / (std + epsilon)
 
 
@@ -26,6 +29,9 @@ class InstanceNorm(layers.Layer):
         super().__init__(**kwargs)
         self.num_styles = num_styles
         self.epsilon = epsilon
+        # Under mixed precision the statistics stay float32, like Keras' own normalization
+        # layers: E[x^2] - E[x]^2 cancels badly in float16 and 1e-12 underflows to 0.
+        self.autocast = False
 
     def build(self, input_shape):
         channels = (input_shape[0] if self.num_styles > 1 else input_shape)[-1]
@@ -37,10 +43,12 @@ class InstanceNorm(layers.Layer):
     def call(self, inputs):
         if self.num_styles > 1:
             x, style_weights = inputs
+            style_weights = tf.cast(style_weights, tf.float32)
             gamma = tf.matmul(style_weights, self.gamma)[:, None, None, :]
             beta = tf.matmul(style_weights, self.beta)[:, None, None, :]
         else:
             x, gamma, beta = inputs, self.gamma[0], self.beta[0]
+        dtype, x = x.dtype, tf.cast(x, tf.float32)  # casts are no-ops in a float32 network
         # Variance as E[x^2] - E[x]^2: two reductions of x, no full-size (x - mean)^2 tensor;
         # TFLite runs this about 25 % faster than tf.nn.moments' graph.
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
@@ -48,7 +56,7 @@ class InstanceNorm(layers.Layer):
             tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) - tf.square(mean), 0.0)
         # The tiny constant keeps the gradient of sqrt finite on constant feature maps.
         scale = gamma / (tf.sqrt(variance + 1e-12) + self.epsilon)
-        return x * scale + (beta - mean * scale)
+        return tf.cast(x * scale + (beta - mean * scale), dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0] if self.num_styles > 1 else input_shape
@@ -338,7 +346,7 @@ def _efficient_body(image, alpha, norm, head='colour', padding='zero', blocks=3,
 
     pixels_in = 1 / 127.5  # the first conv learns on -1..1 (the IN removes the offset)
     half = relu_norm(ScaledConv2D(middle, 3, strides=2, use_bias=False,
-                                  input_scale=pixels_in)(EdgePadTopLeft()(image)))
+                                  input_scale=pixels_in, **RAW_PIXELS)(EdgePadTopLeft()(image)))
     down = layers.Conv2D(wide, 3, strides=2, padding='valid' if edge else 'same', use_bias=False)
     x = relu_norm(conv3x3(down, half))
     for _ in range(blocks):
@@ -368,7 +376,7 @@ def _efficient_head(head, x, image, upsample_like):
     """
     pixels_in = 1 / 127.5
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5)(x), image)
-    colours = ScaledConv2D(3, 1, input_scale=pixels_in, output_scale=127.5,
+    colours = ScaledConv2D(3, 1, input_scale=pixels_in, output_scale=127.5, **RAW_PIXELS,
                            output_offset=127.5)(image)
     terms = [style, colours]
     zero = {'kernel_initializer': 'zeros', 'use_bias': False}
@@ -377,7 +385,7 @@ def _efficient_head(head, x, image, upsample_like):
         terms.append(layers.Multiply()([gain, colours]))
     elif head == 'affine':
         coefficients = layers.Conv2D(9, 1, name='local_affine', **zero)(x)
-        projections = ScaledConv2D(9, 1, use_bias=False, input_scale=pixels_in,
+        projections = ScaledConv2D(9, 1, use_bias=False, input_scale=pixels_in, **RAW_PIXELS,
                                    name='affine_projections')(image)
         product = layers.Multiply()([upsample_like(coefficients, image), projections])
         terms.append(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
@@ -385,7 +393,7 @@ def _efficient_head(head, x, image, upsample_like):
     elif head == 'refine':
         both = layers.Concatenate()([style, image])
         terms.append(ScaledConv2D(3, 3, padding='same', input_scale=pixels_in,
-                                  name='refine', **zero)(both))
+                                  name='refine', **zero, **RAW_PIXELS)(both))
     return layers.Add()(terms)
 
 

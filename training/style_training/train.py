@@ -5,8 +5,11 @@ mean); or one conditional network for several styles (`--mode conditional`: per-
 norm parameters, chosen at run time by a `style_weights` input). With `--teacher` the network
 learns to copy a trained network's output instead (distillation), optionally plus the perceptual
 losses. Writes <output-dir>/model.keras and <output-dir>/training.json for style-convert.
+`--mixed-precision` computes in float16 where it helps (GPUs); `--distribute mirrored` splits
+each batch over several GPUs.
 """
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -37,16 +40,18 @@ class Trainer:
     multiplier is its style_weights @ style_loss_scale, 1 for normalized mix weights).
     mix_weights: [N] blend of the style targets for a single-style network (mix mode), or None
     for a conditional network, which trains on a random style (or blend) per image.
+    mixed_precision: wrap Adam in a LossScaleOptimizer (small float16 gradients underflow).
+    Built inside a tf.distribute strategy's scope, the trainer runs its steps on every replica.
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
-                 stability_weight=0.0, style_distance='squared', vgg=None, style_grams=None,
-                 style_loss_scale=None, mix_weights=None, teacher=None, distill_loss='l1',
-                 blend_probability=0.0, seed=0):
+                 stability_weight=0.0, halo_weight=0.0, style_distance='squared', vgg=None,
+                 style_grams=None, style_loss_scale=None, mix_weights=None, teacher=None,
+                 distill_loss='l1', blend_probability=0.0, seed=0, mixed_precision=False):
         self.model, self.vgg, self.teacher = model, vgg, teacher
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
-        self.stability_weight = stability_weight
+        self.stability_weight, self.halo_weight = stability_weight, halo_weight
         self.style_distance = style_distance
         self.style_grams = style_grams
         self.num_styles = network.style_count(model)
@@ -56,12 +61,19 @@ class Trainer:
         self.mix_weights = None if mix_weights is None else tf.constant(mix_weights, tf.float32)
         self.distill_loss = distill_loss
         self.blend_probability = blend_probability
+        self.strategy = tf.distribute.get_strategy()
+        # In a strategy's scope every replica draws its own stream from this generator.
         self.generator = tf.random.Generator.from_seed(seed)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-        self.optimizer = keras.optimizers.Adam(learning_rate)
+        adam = keras.optimizers.Adam(learning_rate)
+        self.optimizer = (keras.mixed_precision.LossScaleOptimizer(adam) if mixed_precision
+                          else adam)
         self.optimizer.build(model.trainable_variables)
-        self.checkpoint = tf.train.Checkpoint(step=self.step, model=model,
-                                              optimizer=self.optimizer)
+        # Adam's state has the same key with and without the loss scale, so a mixed precision
+        # checkpoint also resumes in float32.
+        self.checkpoint = tf.train.Checkpoint(step=self.step, model=model, optimizer=adam,
+                                              **({'loss_scale': self.optimizer}
+                                                 if mixed_precision else {}))
 
     def sample_style_weights(self, batch_size):
         """[B, N]: a random one-hot per image, or with blend_probability a random blend."""
@@ -80,7 +92,7 @@ class Trainer:
         stylized = stylize(self.model, content, style_weights)
         losses = {}
         if self.vgg is not None:
-            features = self.vgg(tf.concat([stylized, content], axis=0))
+            features = vgg_features(self.vgg, tf.concat([stylized, content], axis=0))
             batch = tf.shape(content)[0]
             stylized_features = [f[:batch] for f in features]
             content_index = loss_network.STYLE_LAYERS.index(loss_network.CONTENT_LAYER)
@@ -97,6 +109,9 @@ class Trainer:
         if self.tv_weight:
             losses['tv'] = self.tv_weight * tf.reduce_mean(
                 loss_network.total_variation_loss(stylized))
+        if self.halo_weight:
+            losses['halo'] = self.halo_weight * tf.reduce_mean(
+                loss_network.halo_loss(stylized, content))
         if self.stability_weight:
             losses['stability'] = self.stability_weight * tf.reduce_mean(
                 self.stability_loss(content, style_weights, stylized))
@@ -123,25 +138,59 @@ class Trainer:
 
     @tf.function
     def train_step(self, content):
+        """One update on a global batch (split over the replicas under a strategy: a
+        distributed dataset's element); returns the global batch's mean losses."""
+        losses = self.strategy.run(self.replica_step, args=(content,))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce('SUM', value, axis=None)
+                for name, value in losses.items()}
+
+    def replica_step(self, content):
+        """A replica's share of the update. The optimizer sums the replicas' gradients, so
+        each replica's mean losses count 1 / replicas: the update of the global-batch mean."""
         style_weights = self.sample_style_weights(tf.shape(content)[0])
         with tf.GradientTape() as tape:
-            losses = self.losses(content, style_weights)
+            losses = {name: value / self.strategy.num_replicas_in_sync
+                      for name, value in self.losses(content, style_weights).items()}
+            scaled = self.optimizer.scale_loss(losses['total'])  # x the loss scale, if any
         variables = self.model.trainable_variables
-        self.optimizer.apply(tape.gradient(losses['total'], variables), variables)
-        self.step.assign_add(1)
+        gradients = tape.gradient(scaled, variables)
+        if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
+            gradients = share_overflow(gradients)
+        self.optimizer.apply(gradients, variables)
         return losses
 
 
+def share_overflow(gradients):
+    """In a replica step: the gradients, all NaN if any replica's are not finite. Keras'
+    LossScaleOptimizer skips a step (and lowers the scale) by the first replica's gradients
+    alone, as if they were already summed; an overflow on another replica only would put inf
+    into the weights."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+    overflows = tf.distribute.get_replica_context().all_reduce(
+        'SUM', tf.cast(tf.logical_not(finite), tf.float32))
+    return [tf.where(overflows > 0, tf.constant(np.nan, g.dtype), g) for g in gradients]
+
+
 def stylize(net, content, style_weights):
-    """Run a network; style_weights [B, N] only go to conditional ones."""
+    """Run a network; style_weights [B, N] only go to conditional ones. The output is float32
+    (a mixed precision network's is float16), as the losses need."""
     content = tf.convert_to_tensor(content, tf.float32)
-    return net([content, style_weights] if len(net.inputs) > 1 else content)
+    return tf.cast(net([content, style_weights] if len(net.inputs) > 1 else content),
+                   tf.float32)
+
+
+def vgg_features(vgg, images):
+    """The loss network's feature maps in float32: a mixed precision VGG's float16 ones
+    would overflow in the Grams and lose the small differences."""
+    return [tf.cast(features, tf.float32) for features in vgg(images)]
 
 
 def style_grams(vgg, styles, style_size):
     """Per style layer, the [N, C, C] stack of the style images' Gram matrices."""
     per_style = [[loss_network.gram_matrix(f)[0] for f in
-                  vgg(data.load_style_image(path, style_size))] for path, _ in styles]
+                  vgg_features(vgg, data.load_style_image(path, style_size))]
+                 for path, _ in styles]
     return [tf.stack(layer) for layer in zip(*per_style)]
 
 
@@ -191,6 +240,10 @@ def build_parser():
     parser.add_argument('--stability-weight', type=float, default=0.0,
                         help='weight of the output change under a small shift of the input '
                         '(with sensor noise): higher flickers less under camera motion')
+    parser.add_argument('--halo-weight', type=float, default=0.0,
+                        help='weight of the halo loss: rings of luminance along strong photo '
+                        'edges, in grey levels, the evaluation\'s halo figure (loss_network.'
+                        'halo_loss)')
     parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
     parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
     parser.add_argument('--head', choices=network.HEADS,
@@ -222,6 +275,12 @@ def build_parser():
     parser.add_argument('--log-every', type=int, default=50)
     parser.add_argument('--preview-every', type=int, default=0, help='0: no previews')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--mixed-precision', action='store_true',
+                        help='compute in float16 where it is safe (faster on recent GPUs; the '
+                        'saved model is float32 as without it)')
+    parser.add_argument('--distribute', choices=('none', 'mirrored'), default='none',
+                        help='mirrored: split each batch over all GPUs (tf.distribute.'
+                        'MirroredStrategy); --batch-size is the global batch')
     return parser
 
 
@@ -235,15 +294,58 @@ def train(args, command=''):
     """Run the training described by parsed arguments and save model.keras and training.json
     in the output dir; returns the Trainer."""
     keras.utils.set_random_seed(args.seed)
+    strategy = distribution_strategy(args.distribute)
+    replicas = strategy.num_replicas_in_sync
+    print(f'--distribute {args.distribute}: {replicas} replica(s)', flush=True)
+    if args.batch_size % replicas:
+        raise SystemExit(f'error: --batch-size {args.batch_size} (the global batch) does not '
+                         f'split evenly over {replicas} replicas')
+    if args.mixed_precision and not tf.config.list_physical_devices('GPU'):
+        print('warning: --mixed-precision without a GPU: it works, but float16 is slow on CPUs',
+              file=sys.stderr, flush=True)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer, settings = build_trainer(args)
+    with dtype_policy('mixed_float16' if args.mixed_precision else 'float32'), strategy.scope():
+        trainer, settings = build_trainer(args)
     fit(trainer, args, output_dir)
-    trainer.model.save(output_dir / 'model.keras')
+    (float32_copy(trainer.model) if args.mixed_precision else trainer.model).save(
+        output_dir / 'model.keras')
     settings['command'] = command
     (output_dir / 'training.json').write_text(json.dumps(settings, indent=2) + '\n')
     print(f'wrote {output_dir / "model.keras"} and training.json', flush=True)
     return trainer
+
+
+def distribution_strategy(name):
+    """The tf.distribute strategy of --distribute: 'mirrored' copies the networks to every GPU
+    (without GPUs, to every logical CPU device, as the tests configure two) and splits each
+    batch between them; 'none' is TensorFlow's default, one device."""
+    if name == 'none':
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy for the models built inside, restored afterwards: the
+    built layers keep theirs, and later models of the process (a conversion, the next test)
+    are float32 again."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_copy(model):
+    """The network with float32 layers and the same (float32) weights: what a mixed precision
+    run saves, so that loading and conversion get the float32 network they always did."""
+    copy = keras.models.clone_model(model, clone_function=lambda layer: layer.from_config(
+        {**layer.get_config(), 'dtype': 'float32'}))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def build_trainer(args):
@@ -290,14 +392,15 @@ def build_trainer(args):
     weights = np.array([weight for _, weight in styles], np.float32)
     trainer = Trainer(
         model, args.learning_rate, content_weight, style_weight, args.tv_weight,
-        stability_weight=args.stability_weight, style_distance=args.style_distance, vgg=vgg,
+        stability_weight=args.stability_weight, halo_weight=args.halo_weight,
+        style_distance=args.style_distance, vgg=vgg,
         style_grams=style_grams(vgg, styles, args.style_size or args.image_size)
         if style_weight else None,
         style_loss_scale=weights if conditional else None,
         mix_weights=None if conditional or not styles else weights / weights.sum(),
         teacher=checkpoints.load(args.teacher).model if distilling else None,
         distill_loss=args.distill_loss, blend_probability=args.blend_probability,
-        seed=args.seed)
+        seed=args.seed, mixed_precision=args.mixed_precision)
     settings = {
         'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
                    for path, weight in styles],
@@ -311,8 +414,10 @@ def build_trainer(args):
         'content_weight': content_weight, 'style_weight': style_weight,
         'style_distance': args.style_distance,
         'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
+        'halo_weight': args.halo_weight,
         'batch_size': args.batch_size, 'steps': args.steps,
         'learning_rate': args.learning_rate, 'seed': args.seed,
+        'mixed_precision': args.mixed_precision, 'distribute': args.distribute,
     }
     return trainer, settings
 
@@ -326,21 +431,22 @@ def fit(trainer, args, output_dir):
                                              max_to_keep=3)
         if manager.latest_checkpoint:
             trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f'resumed from {manager.latest_checkpoint} at step {int(trainer.step)}',
-                  flush=True)
+    step = int(trainer.step.numpy())  # numpy(): int() does not take a MirroredVariable
+    if manager and manager.latest_checkpoint:
+        print(f'resumed from {manager.latest_checkpoint} at step {step}', flush=True)
     # Resuming continues the data stream from a fresh seed instead of repeating early batches.
-    batches = iter(data.content_dataset(args.content, args.image_size, args.batch_size,
-                                        seed=args.seed + int(trainer.step)))
+    # Batches are global; a strategy hands each replica its share.
+    batches = iter(trainer.strategy.experimental_distribute_dataset(data.content_dataset(
+        args.content, args.image_size, args.batch_size, seed=args.seed + step)))
     preview = (data.first_content_image(args.content, args.image_size)
                if args.preview_every else None)
     writer = tf.summary.create_file_writer(args.log_dir) if args.log_dir else None
     print(f'training {trainer.model.name}: {trainer.num_styles} style input(s), '
-          f'{trainer.model.count_params():,} parameters, steps {int(trainer.step)}..{args.steps}',
-          flush=True)
+          f'{trainer.model.count_params():,} parameters, steps {step}..{args.steps}', flush=True)
     started, images_done = time.perf_counter(), 0
-    while int(trainer.step) < args.steps:
+    while step < args.steps:
         losses = trainer.train_step(next(batches))
-        step = int(trainer.step)
+        step = int(trainer.step.numpy())
         images_done += args.batch_size
         if step % args.log_every == 0 or step == args.steps:
             rate = images_done / (time.perf_counter() - started)

@@ -1,11 +1,16 @@
 import json
+import os
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from style_training import data, loss_network, network, train
+from style_training import checkpoints, convert, data, loss_network, network, train
+from style_training.tflite_runner import TFLiteStylizer, operator_versions
 
 
 def test_parse_styles():
@@ -113,6 +118,18 @@ def test_stability_loss_measures_change_under_small_camera_motion(content_dir):
     assert set(trainer.losses(batch, tf.ones([2, 1]))) == {'stability', 'total'}
 
 
+def test_halo_weight_adds_the_weighted_halo_loss(content_dir):
+    batch = _fixed_batch(content_dir, size=48)
+    model = network.build_transformer('efficient', 0.25)
+    trainer = train.Trainer(model, 1e-3, halo_weight=0.5, seed=5)
+    losses = trainer.losses(batch, tf.ones([2, 1]))
+    assert set(losses) == {'halo', 'total'}
+    expected = 0.5 * tf.reduce_mean(loss_network.halo_loss(train.stylize(model, batch, None),
+                                                           batch))
+    assert float(losses['halo']) == pytest.approx(float(expected), rel=1e-5)
+    assert float(losses['halo']) > 0
+
+
 def _train_cli(tmp_path, content_dir, style_paths, steps, *extra):
     return train.train(train.build_parser().parse_args([
         '--style', f'{style_paths[0]}:1,{style_paths[1]}:2', '--mode', 'conditional',
@@ -163,3 +180,165 @@ def test_fine_tuning_keeps_the_checkpoints_network_options(tmp_path, content_dir
     assert tuned.model.get_layer('local_affine') is not None
     for expected, value in zip(first.model.get_weights(), tuned.model.get_weights()):
         np.testing.assert_array_equal(expected, value)
+
+
+def _logged_losses(log):
+    """{step: {loss name: value}} from a training log."""
+    return {int(step): {name: float(value) for name, value in re.findall(r'([a-z]+) (\S+)', rest)
+                        if name != 'images'}
+            for step, rest in re.findall(r'^step (\d+)/\d+ (.*)$', log, re.MULTILINE)}
+
+
+def _assert_finite(losses):
+    assert losses and all(np.isfinite(value) for step in losses.values()
+                          for value in step.values()), losses
+
+
+def _run_on_two_cpus(code):
+    """Run code in a fresh Python whose TensorFlow has two logical CPU devices and no GPU
+    (set before TensorFlow initializes, so not in this process); returns its output."""
+    setup = (
+        'import tensorflow as tf\n'
+        'tf.config.set_visible_devices([], "GPU")\n'
+        'tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],'
+        ' [tf.config.LogicalDeviceConfiguration()] * 2)\n'
+        'from style_training import train\n')
+    result = subprocess.run([sys.executable, '-c', setup + code], capture_output=True,
+                            text=True, env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_a_mirrored_step_is_the_one_device_step_on_the_global_batch(tmp_path, content_dir,
+                                                                    style_paths):
+    """Two replicas with 2 images each make the update one device makes on the batch of 4:
+    the same losses, weights and Adam moments (which, unlike Adam's first step, scale with
+    the gradient, so a wrong per-replica loss scaling shows). Mix mode without the stability
+    loss: nothing random, as the random streams differ per replica."""
+    args = ['--style', style_paths[0], '--content', str(content_dir), '--image-size', '32',
+            '--batch-size', '4', '--steps', '1', '--style-size', '64', '--log-every', '1']
+    logs = []
+    for distribute in ('mirrored', 'none'):
+        run = args + ['--distribute', distribute, '--output-dir', str(tmp_path / distribute),
+                      '--checkpoint-dir', str(tmp_path / f'checkpoints_{distribute}')]
+        logs.append(_run_on_two_cpus(f'train.main({run!r})'))
+    assert '--distribute mirrored: 2 replica(s)' in logs[0]
+    assert '--distribute none: 1 replica(s)' in logs[1]
+    mirrored, single = map(_logged_losses, logs)
+    _assert_finite(mirrored)
+    assert mirrored[1] == pytest.approx(single[1], rel=2e-3)
+    mirrored, single = (tf.train.load_checkpoint(str(tmp_path / f'checkpoints_{distribute}'))
+                        for distribute in ('mirrored', 'none'))
+    names = mirrored.get_variable_to_shape_map()
+    assert names == single.get_variable_to_shape_map()
+    compared = 0
+    for name in names:
+        value, expected = mirrored.get_tensor(name), single.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:
+            np.testing.assert_allclose(value, expected, rtol=0,
+                                       atol=1e-3 * np.abs(expected).max() + 1e-12, err_msg=name)
+            compared += 1
+    assert compared > 2 * len(network.build_transformer('efficient', 0.25).weights)
+
+
+def test_checkpoints_resume_with_and_without_mirroring(tmp_path, content_dir, style_paths):
+    """A mirrored run resumes on one device and back (the variables are the same), with the
+    random streams (conditional style sampling, stability loss) drawn on every replica."""
+    args = ['--style', f'{style_paths[0]},{style_paths[1]}', '--mode', 'conditional',
+            '--style-weight', '0', '--content-weight', '0', '--tv-weight', '1',
+            '--stability-weight', '1', '--content', str(content_dir), '--image-size', '32',
+            '--batch-size', '4', '--log-every', '1', '--output-dir', str(tmp_path / 'out'),
+            '--checkpoint-dir', str(tmp_path / 'checkpoints')]
+    log = _run_on_two_cpus(''.join(
+        f'train.main({args!r} + ["--steps", "{steps}", "--distribute", "{distribute}"])\n'
+        for steps, distribute in ((1, 'mirrored'), (2, 'none'), (3, 'mirrored'))))
+    assert log.count('--distribute mirrored: 2 replica(s)') == 2
+    assert 'ckpt-1 at step 1' in log and 'ckpt-2 at step 2' in log
+    losses = _logged_losses(log)
+    _assert_finite(losses)
+    assert sorted(losses) == [1, 2, 3] and set(losses[3]) == {'tv', 'stability', 'total'}
+    assert tf.train.latest_checkpoint(str(tmp_path / 'checkpoints')).endswith('ckpt-3')
+    assert checkpoints.load(tmp_path / 'out').model.inputs[1].shape[-1] == 2
+
+
+def test_mirrored_refuses_a_batch_that_does_not_split_over_the_replicas(content_dir, tmp_path):
+    log = _run_on_two_cpus(f"""
+try:
+    train.main(['--teacher', 'unused.keras', '--content', {str(content_dir)!r}, '--output-dir',
+                {str(tmp_path)!r}, '--batch-size', '3', '--distribute', 'mirrored'])
+except SystemExit as error:
+    print(error)
+""")
+    assert '--batch-size 3 (the global batch) does not split evenly over 2 replicas' in log
+
+
+def test_an_overflow_on_one_replica_skips_the_step_on_all():
+    """share_overflow makes Keras' LossScaleOptimizer, which looks at the first replica's
+    gradients only, skip a step that overflowed on the second (instead of adding inf)."""
+    log = _run_on_two_cpus("""
+import keras
+strategy = train.distribution_strategy('mirrored')
+with strategy.scope():
+    weight = keras.Variable(1.0)
+    optimizer = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    optimizer.build([weight])
+
+def replica_step():
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    optimizer.apply(train.share_overflow([tf.where(replica == 1, float('inf'), 1.0)]), [weight])
+
+tf.function(lambda: strategy.run(replica_step))()
+print('weight', float(weight.numpy()), 'scale', float(optimizer.dynamic_scale.numpy()))
+""")
+    assert f'weight 1.0 scale {2.0 ** 14}' in log
+
+
+def test_mixed_precision_trains_and_saves_the_float32_network(tmp_path, content_dir,
+                                                              style_paths, capsys):
+    first = _train_cli(tmp_path, content_dir, style_paths, 9, '--mixed-precision',
+                       '--stability-weight', '1')
+    log = capsys.readouterr()
+    _assert_finite(_logged_losses(log.out))
+    if not tf.config.list_physical_devices('GPU'):
+        assert 'warning: --mixed-precision without a GPU' in log.err
+    assert first.model.get_layer('stylized').compute_dtype == 'float16'
+    assert keras.mixed_precision.global_policy().name == 'float32'  # restored after building
+    # The first updates overflow at the initial loss scale (skipped, the scale halves); once
+    # it is low enough, Adam steps.
+    assert float(first.optimizer.dynamic_scale) < 2 ** 15 and int(first.optimizer.iterations) > 0
+    settings = json.loads((tmp_path / 'out' / 'training.json').read_text())
+    assert settings['mixed_precision'] is True and settings['distribute'] == 'none'
+
+    saved = checkpoints.load(tmp_path / 'out').model
+    assert {layer.dtype_policy.name for layer in saved.layers} == {'float32'}
+    assert {weight.dtype for weight in saved.weights} == {'float32'}
+    assert saved.output.dtype == 'float32'
+    for expected, value in zip(first.model.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(expected, value)
+    # It converts as the same weights in a network built in float32: the same float32 ops
+    # and output (the files differ in layer names only).
+    built = network.build_transformer('efficient', 0.25, num_styles=2)
+    built.set_weights(saved.get_weights())
+    paths = [tmp_path / 'saved.tflite', tmp_path / 'built.tflite']
+    for model, path in zip((saved, built), paths):
+        convert.convert_model(model, path)
+    assert operator_versions(paths[0]) == operator_versions(paths[1])
+    runners = [TFLiteStylizer(path) for path in paths]
+    assert {d['dtype'] for d in runners[0].interpreter.get_tensor_details()} == {
+        np.float32, np.int32}
+    image = _fixed_batch(content_dir)[0].numpy()
+    np.testing.assert_array_equal(*(runner(image, [[0.5, 0.5]]) for runner in runners))
+
+    # The checkpoint holds the loss scale and Adam's state, and resumes (in float32 too).
+    restored = train.Trainer(network.build_transformer('efficient', 0.25, num_styles=2), 1e-3,
+                             mixed_precision=True)
+    restored.checkpoint.restore(tf.train.latest_checkpoint(tmp_path / 'checkpoints'))
+    assert float(restored.optimizer.dynamic_scale) == float(first.optimizer.dynamic_scale)
+    assert int(restored.optimizer.iterations) == int(first.optimizer.iterations)
+    for expected, value in zip(first.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(expected.numpy(), value.numpy())
+    _train_cli(tmp_path, content_dir, style_paths, 10, '--mixed-precision')
+    _train_cli(tmp_path, content_dir, style_paths, 11)
+    log = capsys.readouterr().out
+    assert 'ckpt-9 at step 9' in log and 'ckpt-10 at step 10' in log
+    _assert_finite(_logged_losses(log))
