@@ -6,7 +6,8 @@
    fixed rate (15 / 30 / 60 fps) to the node, in its own process, running the default style at
    processing_size 480 and 0 with 1 and auto threads. Per row: input and output fps, latency,
    drops and the node's CPU per output frame next to the bare stylizer's CPU per frame (the
-   difference is the node's own cost), as median and min-max of --repeats-node runs.
+   difference is the node's own cost) and split by thread (executor, inference worker, DDS,
+   other), as median and min-max of --repeats-node runs.
 Prints markdown tables and writes them to --output. Source scripts/env.sh first.
 
     python scripts/benchmark.py            # the full run (about 5-10 minutes)
@@ -46,6 +47,9 @@ NODE_FIGURES = (
     ('dropped', 'dropped', '%d'),
     ('node_cpu_ms_per_frame', 'node CPU ms/frame', '%.1f'),
 )
+
+# The node's threads (ros_processes.thread_roles): where its CPU per output frame goes.
+THREAD_ROLES = ('executor', 'worker', 'dds', 'other')
 
 
 def sample_frame(height, width):
@@ -173,7 +177,8 @@ def node_table(model_dir, style, camera_rates, configurations, repeats, seconds,
                   % (repeat + 1, repeats, size, label, fps, json.dumps(run)))
     header = ['processing size', 'threads', 'camera fps'] + [
         title for _, title, _ in NODE_FIGURES] + [
-        'bare CPU ms/frame', 'node own cost ms/frame', 'own cost % of bare']
+        'bare CPU ms/frame', 'node own cost ms/frame', 'own cost % of bare'] + [
+        '%s ms/frame' % role for role in THREAD_ROLES]
     lines = ['| %s |' % ' | '.join(header), '|' + '---:|' * len(header)]
     for row in rows:
         size, _, threads, label, fps = row
@@ -183,6 +188,8 @@ def node_table(model_dir, style, camera_rates, configurations, repeats, seconds,
         cells += [spread([bare_ms for _, bare_ms in runs[row]], '%.1f'),
                   spread([ms for ms, _ in own], '%.1f'),
                   spread([100.0 * ms / bare_ms for ms, bare_ms in own], '%.0f')]
+        cells += [spread([run['thread_ms_per_frame'][role] for run, _ in runs[row]], '%.1f')
+                  for role in THREAD_ROLES]
         exit_codes = [run['node_exit_code'] for run, _ in runs[row]]
         if any(exit_codes):
             cells[-1] += ' (node exit codes %s)' % exit_codes

@@ -35,6 +35,31 @@ def parameter_arg(name, value):
     return '%s:=%s' % (name, json.dumps(value))
 
 
+def _stat_cpu_seconds(path):
+    """(name, user + system CPU seconds) from a /proc stat file."""
+    with open(path) as stat:
+        text = stat.read()
+    fields = text.rsplit(')', 1)[1].split()
+    name = text[text.index('(') + 1:text.rindex(')')]
+    return name, (int(fields[11]) + int(fields[12])) / float(CLOCK_TICKS)
+
+
+def thread_roles(pid, before, after):
+    """CPU seconds between two thread_cpu_seconds samples by role: 'executor' (the main
+    thread: rclpy's executor), 'dds' (Fast DDS's threads), 'worker' (the busiest other
+    thread: inference and publishing) and 'other' (the rest, e.g. OpenCV's pool)."""
+    used = dict((tid, (name, seconds - before[tid][1]))
+                for tid, (name, seconds) in after.items() if tid in before)
+    roles = {'executor': used.pop(pid, ('', 0.0))[1], 'dds': 0.0, 'worker': 0.0, 'other': 0.0}
+    for tid in [tid for tid, (name, _) in used.items() if name.startswith('dds.')]:
+        roles['dds'] += used.pop(tid)[1]
+    if used:
+        busiest = max(used, key=lambda tid: used[tid][1])
+        roles['worker'] = used.pop(busiest)[1]
+        roles['other'] = sum(seconds for _, seconds in used.values())
+    return roles
+
+
 class _Process(object):
     """A child process logging to a file, with CPU and memory figures from /proc."""
 
@@ -50,9 +75,17 @@ class _Process(object):
 
     def cpu_seconds(self):
         """User + system CPU time of the process so far (all its threads)."""
-        with open('/proc/%d/stat' % self.pid) as stat:
-            fields = stat.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(CLOCK_TICKS)
+        return _stat_cpu_seconds('/proc/%d/stat' % self.pid)[1]
+
+    def thread_cpu_seconds(self):
+        """{thread id: (thread name, user + system CPU seconds so far)} of the live threads."""
+        threads = {}
+        for tid in os.listdir('/proc/%d/task' % self.pid):
+            try:
+                threads[int(tid)] = _stat_cpu_seconds('/proc/%d/task/%s/stat' % (self.pid, tid))
+            except (IOError, OSError):  # the thread ended meanwhile
+                pass
+        return threads
 
     def memory_mb(self, key='VmRSS'):
         """Resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
@@ -233,9 +266,11 @@ def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640,
             if not reply.success:
                 raise RuntimeError('set_style %s failed: %s' % (switch_to, reply.message))
         time.sleep(warm_up)  # let rates settle; what follows is the measured window
+        threads_start = node.thread_cpu_seconds()
         cpu_start, start = node.cpu_seconds(), time.monotonic()
         time.sleep(seconds)
         cpu_end, end = node.cpu_seconds(), time.monotonic()
+        roles = thread_roles(node.pid, threads_start, node.thread_cpu_seconds())
         rss_mb = node.memory_mb()
     finally:
         if camera is not None:
@@ -258,6 +293,9 @@ def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640,
         'node_cpu_ms_per_frame': (round(1000.0 * (cpu_end - cpu_start) / outputs, 1)
                                   if outputs else float('nan')),
         'node_rss_mb': round(rss_mb, 1), 'node_exit_code': exit_code,
+        'thread_ms_per_frame': dict(
+            (role, round(1000.0 * seconds / outputs, 2) if outputs else float('nan'))
+            for role, seconds in roles.items()),
     }
 
 

@@ -41,3 +41,7 @@ def test_node_keeps_up_with_a_steady_camera_at_a_bounded_cpu_cost(tmp_path):
     assert run['input_fps'] >= 0.9 * CAMERA_FPS, figures
     assert run['output_fps'] >= 0.85 * CAMERA_FPS, figures
     assert run['node_cpu_ms_per_frame'] <= MAX_CPU_RATIO * bare_ms, figures
+    # The per-thread split covers the whole process, and inference dominates it.
+    threads = run['thread_ms_per_frame']
+    assert sum(threads.values()) == pytest.approx(run['node_cpu_ms_per_frame'], rel=0.1, abs=1.0)
+    assert threads['worker'] == max(threads.values()), figures
