@@ -12,6 +12,8 @@ EDGE_PERCENTILE = 95
 EDGE_MARGIN = 8
 MIN_LEVEL_WEIGHT = 0.05  # a ring pixel needs this much 'far' weight to have a local level
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+CHROMA = (np.array([-0.1687, -0.3313, 0.5], np.float32),  # Cb, Cr of JPEG's YCbCr
+          np.array([0.5, -0.4187, -0.0813], np.float32))
 
 
 def edge_rings(photo_luminance, radius=RADIUS):

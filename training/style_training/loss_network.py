@@ -135,26 +135,29 @@ def _blur(images, sigma):
     return tf.nn.depthwise_conv2d(images, column.transpose(1, 0, 2, 3), [1, 1, 1, 1], 'VALID')
 
 
-def halo_loss(stylized, content, radius=halo.RADIUS):
+def halo_loss(stylized, content, radius=halo.RADIUS, chroma=False):
     """Per image halo figure (halo.halo_figure) of RGB 0..255 batches, differentiable in
     `stylized`: [B]. The rings come from the photos, so only the output's deviation along
-    them is penalized, not its texture elsewhere."""
+    them is penalized, not its texture elsewhere. chroma: the mean of the figure over the
+    luminance and the two chroma channels (halo.CHROMA), so coloured glows count too."""
     rings = tf.numpy_function(halo.batch_rings, [content, radius], tf.float32, stateful=False)
     rings = tf.stop_gradient(tf.ensure_shape(rings, [None, None, None, 2 * (radius + 1)]))
-    y_out = tf.tensordot(tf.cast(stylized, tf.float32), halo.LUMA, 1)[..., None]
-    y_in = tf.tensordot(tf.cast(content, tf.float32), halo.LUMA, 1)[..., None]
-    out_mean, out_var = tf.nn.moments(y_out, [1, 2, 3], keepdims=True)
-    in_mean, in_var = tf.nn.moments(y_in, [1, 2, 3], keepdims=True)
-    y_out = (y_out - out_mean) * tf.sqrt(in_var) / tf.maximum(tf.sqrt(out_var), 1e-6) + in_mean
-    deviation = y_out - y_in
+    channels = np.column_stack((halo.LUMA,) + (halo.CHROMA if chroma else ()))
+    out = tf.tensordot(tf.cast(stylized, tf.float32), channels, 1)
+    photo = tf.tensordot(tf.cast(content, tf.float32), channels, 1)
+    out_mean, out_var = tf.nn.moments(out, [1, 2], keepdims=True)
+    in_mean, in_var = tf.nn.moments(photo, [1, 2], keepdims=True)
+    out = (out - out_mean) * tf.sqrt(in_var) / tf.maximum(tf.sqrt(out_var), 1e-6) + in_mean
+    deviation = out - photo  # [B, H, W, channels]
     terms, counted = [], []
     for base in (0, radius + 1):
         far = rings[..., base:base + 1]
         level = _blur(deviation * far, radius) / tf.maximum(_blur(far, radius), 1e-3)
         ring = rings[..., base + 1:base + radius + 1]  # [B, H, W, radius]
-        pixels = tf.reduce_sum(ring, [1, 2])
-        mean = tf.reduce_sum((deviation - level) * ring, [1, 2]) / tf.maximum(pixels, 1.0)
-        terms.append(tf.sqrt(tf.square(mean) + 1e-6))  # |mean|, smooth at 0
-        counted.append(tf.cast(pixels > 0, tf.float32))
-    terms, counted = tf.concat(terms, 1), tf.concat(counted, 1)
-    return tf.reduce_sum(terms * counted, 1) / tf.maximum(tf.reduce_sum(counted, 1), 1.0)
+        pixels = tf.reduce_sum(ring, [1, 2])[:, None, :]
+        sums = tf.einsum('bhwc,bhwr->bcr', deviation - level, ring)
+        terms.append(tf.sqrt(tf.square(sums / tf.maximum(pixels, 1.0)) + 1e-6))  # |mean|
+        counted.append(tf.broadcast_to(tf.cast(pixels > 0, tf.float32), tf.shape(sums)))
+    terms, counted = tf.concat(terms, 2), tf.concat(counted, 2)  # [B, channels, rings]
+    per_channel = tf.reduce_sum(terms * counted, 2) / tf.maximum(tf.reduce_sum(counted, 2), 1.0)
+    return tf.reduce_mean(per_channel, 1)

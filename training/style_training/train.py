@@ -45,13 +45,15 @@ class Trainer:
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
-                 stability_weight=0.0, halo_weight=0.0, style_distance='squared', vgg=None,
-                 style_grams=None, style_loss_scale=None, mix_weights=None, teacher=None,
-                 distill_loss='l1', blend_probability=0.0, seed=0, mixed_precision=False):
+                 stability_weight=0.0, halo_weight=0.0, halo_chroma=False,
+                 style_distance='squared', vgg=None, style_grams=None, style_loss_scale=None,
+                 mix_weights=None, teacher=None, distill_loss='l1', blend_probability=0.0,
+                 seed=0, mixed_precision=False):
         self.model, self.vgg, self.teacher = model, vgg, teacher
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
         self.stability_weight, self.halo_weight = stability_weight, halo_weight
+        self.halo_chroma = halo_chroma
         self.style_distance = style_distance
         self.style_grams = style_grams
         self.num_styles = network.style_count(model)
@@ -111,7 +113,7 @@ class Trainer:
                 loss_network.total_variation_loss(stylized))
         if self.halo_weight:
             losses['halo'] = self.halo_weight * tf.reduce_mean(
-                loss_network.halo_loss(stylized, content))
+                loss_network.halo_loss(stylized, content, chroma=self.halo_chroma))
         if self.stability_weight:
             losses['stability'] = self.stability_weight * tf.reduce_mean(
                 self.stability_loss(content, style_weights, stylized))
@@ -244,6 +246,9 @@ def build_parser():
                         help='weight of the halo loss: rings of luminance along strong photo '
                         'edges, in grey levels, the evaluation\'s halo figure (loss_network.'
                         'halo_loss)')
+    parser.add_argument('--halo-chroma', action='store_true',
+                        help='the halo loss also counts rings of colour (Cb, Cr), not only of '
+                        'luminance')
     parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
     parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
     parser.add_argument('--head', choices=network.HEADS,
@@ -393,6 +398,7 @@ def build_trainer(args):
     trainer = Trainer(
         model, args.learning_rate, content_weight, style_weight, args.tv_weight,
         stability_weight=args.stability_weight, halo_weight=args.halo_weight,
+        halo_chroma=args.halo_chroma,
         style_distance=args.style_distance, vgg=vgg,
         style_grams=style_grams(vgg, styles, args.style_size or args.image_size)
         if style_weight else None,
@@ -414,7 +420,7 @@ def build_trainer(args):
         'content_weight': content_weight, 'style_weight': style_weight,
         'style_distance': args.style_distance,
         'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
-        'halo_weight': args.halo_weight,
+        'halo_weight': args.halo_weight, 'halo_chroma': args.halo_chroma,
         'batch_size': args.batch_size, 'steps': args.steps,
         'learning_rate': args.learning_rate, 'seed': args.seed,
         'mixed_precision': args.mixed_precision, 'distribute': args.distribute,

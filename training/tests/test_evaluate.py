@@ -130,6 +130,21 @@ def test_halo_loss_is_the_halo_figure_and_gradient_steps_remove_a_ring():
     assert halo(image.numpy()[0], photo) < 0.3 * halo(glow, photo)
 
 
+def test_chroma_halo_loss_sees_a_coloured_glow_that_luminance_misses():
+    import tensorflow as tf
+    from style_training.loss_network import halo_loss
+    photo, inside = edge_photo()
+    ring = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~inside
+    blue = photo.copy()
+    blue[ring] += [-20, -10, 103]  # bluer at the same luminance
+    batch = tf.constant(np.stack([blue, photo]).astype(np.float32))
+    photos = tf.constant(np.stack([photo, photo]).astype(np.float32))
+    luminance_only, with_chroma = halo_loss(batch, photos), halo_loss(batch, photos, chroma=True)
+    assert float(luminance_only[0]) < 1.0
+    assert float(with_chroma[0]) > 5 * float(luminance_only[0]) + 3
+    assert float(with_chroma[1]) == pytest.approx(0, abs=2e-3)
+
+
 def test_parse_model_spec():
     assert parse_model_spec('a/b.tflite') == ('a/b.tflite', None)
     assert parse_model_spec('classics.tflite:1,0,0.5') == ('classics.tflite', [1.0, 0.0, 0.5])
