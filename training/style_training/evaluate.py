@@ -49,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from style_training.halo import LUMA, halo_figure
+from style_training.halo import halo_figure, luminance
 from style_training.images import list_images, load_image, psnr, resize
 from style_training.tflite_runner import TFLiteStylizer
 
@@ -93,11 +93,6 @@ class Ruler:
         in_content = np.asarray(self._features(content)[self.content_index])
         content_distance = np.mean((out_content - in_content) ** 2) / np.mean(in_content ** 2)
         return float(style), float(content_distance)
-
-
-def luminance(image):
-    """Y = 0.299 R + 0.587 G + 0.114 B of an RGB image, float32."""
-    return np.asarray(image, np.float32) @ LUMA
 
 
 def luminance_ssim(a, b):

@@ -1,4 +1,4 @@
-"""Halos: luminance rings locked to strong photo edges.
+"""Halos: rings of luminance (or colour) locked to strong photo edges.
 
 One rule for the evaluation's `halo` figure and the training's `loss_network.halo_loss`: both
 read the same rings around the photo's strong edges (`edge_rings`), so training against halos
@@ -14,6 +14,11 @@ MIN_LEVEL_WEIGHT = 0.05  # a ring pixel needs this much 'far' weight to have a l
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 CHROMA = (np.array([-0.1687, -0.3313, 0.5], np.float32),  # Cb, Cr of JPEG's YCbCr
           np.array([0.5, -0.4187, -0.0813], np.float32))
+
+
+def luminance(image):
+    """Y = 0.299 R + 0.587 G + 0.114 B of an RGB image, float32."""
+    return np.asarray(image, np.float32) @ LUMA
 
 
 def edge_rings(photo_luminance, radius=RADIUS):
@@ -82,5 +87,5 @@ def gaussian_kernel(sigma):
 
 def batch_rings(content, radius=RADIUS):
     """edge_rings of each image of a [B, H, W, 3] RGB batch, as [B, H, W, rings]."""
-    return np.stack([edge_rings(image @ LUMA, int(radius)).transpose(1, 2, 0)
-                     for image in np.asarray(content, np.float32)])
+    return np.stack([edge_rings(luminance(image), int(radius)).transpose(1, 2, 0)
+                     for image in content])
