@@ -77,8 +77,10 @@ def load(path, styles=None, architecture=None, alpha=None, training_size=None):
 def copy_weights(source, target):
     """Copy weights of the same architecture (or of the first efficient network, upgraded); a
     single style's instance norm parameters are repeated for every style of a conditional
-    target. Head layers the source lacks (network.HEAD_LAYERS) keep their start, so the shipped
-    network fine-tunes into a new head and starts from its own output."""
+    target, and a conditional source with fewer styles gives its styles to the target's first
+    ones, the styles added after them starting from their mean. Head layers the source lacks
+    (network.HEAD_LAYERS) keep their start, so the shipped network fine-tunes into a new head
+    and starts from its own output."""
     source_names = {layer.name for layer in getattr(source, 'layers', [])}
     fresh = {id(weight) for layer in target.layers if layer.name in network.HEAD_LAYERS
              and layer.name not in source_names for weight in layer.weights}
@@ -91,8 +93,9 @@ def copy_weights(source, target):
     copied = []
     for value, variable in zip(source_weights, variables):
         wanted = tuple(variable.shape)
-        if value.shape != wanted and value.shape[0] == 1 and value.shape[1:] == wanted[1:]:
-            value = np.repeat(value, wanted[0], axis=0)
+        if value.shape != wanted and value.shape[0] < wanted[0] and value.shape[1:] == wanted[1:]:
+            added = np.repeat(value.mean(axis=0, keepdims=True), wanted[0] - len(value), axis=0)
+            value = np.concatenate([value, added])
         if value.shape != wanted:
             raise ValueError(f'fine-tune checkpoint weight {value.shape} != {wanted}')
         copied.append(value)

@@ -389,6 +389,12 @@ def build_trainer(args):
         raise SystemExit(f'error: {error}')
     model = network.build_transformer(architecture, alpha, num_styles, **options)
     if fine_tune is not None:
+        known = fine_tune.styles if network.style_count(fine_tune.model) > 1 else []
+        names = [Path(path).stem for path, _ in styles]
+        if known and names[:len(known)] != known:
+            raise SystemExit(f'error: the fine-tune checkpoint\'s styles ({", ".join(known)}) '
+                             'must come first in --style, in that order (styles after them '
+                             'are added)')
         checkpoints.copy_weights(fine_tune.model, model)
 
     vgg = None

@@ -138,6 +138,34 @@ def test_cli_fine_tunes_from_one_style_of_a_conditional_run(tmp_path, content_di
             str(tmp_path / 'run'), '--fine-tune-style', 'c']))
 
 
+def test_styles_are_added_to_a_conditional_run_starting_from_their_mean(
+        tmp_path, content_dir, style_paths):
+    """--style a,b,c from a run of a,b: a and b stylize as before, c as the 50/50 blend of
+    them; the run's styles out of order are refused before anything trains."""
+    conditional = save_conditional_run(tmp_path / 'run')
+    network.build_transformer('fritz_small', 0.25).save(tmp_path / 'teacher.keras')
+    named = []
+    for name, source in zip('abc', style_paths + style_paths[:1]):
+        named.append(str(tmp_path / f'{name}.png'))
+        (tmp_path / f'{name}.png').write_bytes(open(source, 'rb').read())
+
+    def arguments(styles):
+        return train.build_parser().parse_args([
+            '--style', ','.join(styles), '--mode', 'conditional', '--content', str(content_dir),
+            '--teacher', str(tmp_path / 'teacher.keras'), '--fine-tune-checkpoint',
+            str(tmp_path / 'run'), '--output-dir', str(tmp_path / 'out'), '--steps', '0',
+            '--image-size', '32'])
+
+    trainer = train.build_trainer(arguments(named))[0]
+    image = _random_image(24, 32)
+    for added, before in (([1, 0, 0], [1, 0]), ([0, 1, 0], [0, 1]), ([0, 0, 1], [0.5, 0.5])):
+        np.testing.assert_allclose(trainer.model([image, np.array([added], np.float32)]),
+                                   conditional([image, np.array([before], np.float32)]),
+                                   atol=1e-3)
+    with pytest.raises(SystemExit, match=r'styles \(a, b\) must come first'):
+        train.build_trainer(arguments([named[1], named[0], named[2]]))
+
+
 def test_first_efficient_network_weights_upgrade_exactly_before_the_output_clip():
     """v1 output: 127.5 tanh(W3 (Wn x) + Wc (image / 127.5 - 1) + bc) + 127.5 per pixel (the
     resize sits between the 1x1 convs and commutes with them); v2 is that with tanh -> clip."""
