@@ -3,7 +3,8 @@ of the default style next to the Fritz anchor's output on the same photo.
 
 Runs the node's own Stylizer (2 threads, processing_size 0: the whole frame at full size), so
 the pictures are what the node publishes. Multi-style models are shown blending their first
-two styles 50/50, as set_style does live. From the repository root, after `source scripts/env.sh`:
+two styles 50/50, as set_style does live, and alone in each style that has no single-style
+model of its own (as <model>_<style>.jpg). From the repository root, after `source scripts/env.sh`:
 
     python scripts/gallery.py            # writes docs/gallery/
 """
@@ -34,11 +35,10 @@ def load_photo(path):
     return cv2.cvtColor(bgr[top:top + HEIGHT, left:left + WIDTH], cv2.COLOR_BGR2RGB)
 
 
-def stylize(model_path, photo, num_styles):
+def stylize(model_path, photo, style_weights=None):
     from style_transfer_ros.stylizer import Stylizer
     stylizer = Stylizer(model_path, num_threads=2, processing_size=0)
-    weights = [0.5, 0.5] + [0.0] * (num_styles - 2) if num_styles > 1 else None
-    return stylizer.stylize(photo, style_weights=weights)
+    return stylizer.stylize(photo, style_weights=style_weights)
 
 
 def save(path, rgb, quality):
@@ -64,9 +64,16 @@ def main(argv=None):
     catalog = Catalog([args.models])
     outputs = {}
     for entry in catalog.entries.values():
-        outputs[entry.name] = stylize(entry.model_path, photo, max(1, len(entry.style_names)))
+        count = len(entry.style_names)
+        blend = [0.5, 0.5] + [0.0] * (count - 2) if count else None
+        outputs[entry.name] = stylize(entry.model_path, photo, blend)
         save(os.path.join(args.output_dir, entry.name + '.jpg'), outputs[entry.name],
              args.quality)
+        for index, style in enumerate(entry.style_names):
+            if style not in catalog.entries:
+                alone = [float(index == other) for other in range(count)]
+                save(os.path.join(args.output_dir, '%s_%s.jpg' % (entry.name, style)),
+                     stylize(entry.model_path, photo, alone), args.quality)
     if args.default_style not in outputs:
         raise SystemExit('no model named %s in %s' % (args.default_style, args.models))
     if not os.path.exists(args.anchor):
@@ -74,7 +81,7 @@ def main(argv=None):
         return
     x, y, width, height = CROP
     crops = [image[y:y + height, x:x + width]
-             for image in (photo, outputs[args.default_style], stylize(args.anchor, photo, 1))]
+             for image in (photo, outputs[args.default_style], stylize(args.anchor, photo))]
     gap = np.full((height, 4, 3), 255, np.uint8)
     save(os.path.join(args.output_dir, 'crop_%s_vs_anchor.jpg' % args.default_style),
          np.hstack([crops[0], gap, crops[1], gap, crops[2]]), 95)
