@@ -357,6 +357,7 @@ def build_trainer(args):
     """The Trainer for parsed arguments (network, fine-tune start, teacher, loss network and
     style targets) and the settings that training.json records."""
     styles = data.parse_styles(args.style) if args.style else []
+    names = [Path(path).stem for path, _ in styles]
     distilling = args.teacher is not None
     content_weight = args.content_weight if args.content_weight is not None else (
         0.0 if distilling else DEFAULT_CONTENT_WEIGHT)
@@ -390,8 +391,7 @@ def build_trainer(args):
     model = network.build_transformer(architecture, alpha, num_styles, **options)
     if fine_tune is not None:
         known = fine_tune.styles if network.style_count(fine_tune.model) > 1 else []
-        names = [Path(path).stem for path, _ in styles]
-        if known and names[:len(known)] != known:
+        if conditional and known and names[:len(known)] != known:
             raise SystemExit(f'error: the fine-tune checkpoint\'s styles ({", ".join(known)}) '
                              'must come first in --style, in that order (styles after them '
                              'are added)')
@@ -414,8 +414,8 @@ def build_trainer(args):
         distill_loss=args.distill_loss, blend_probability=args.blend_probability,
         seed=args.seed, mixed_precision=args.mixed_precision)
     settings = {
-        'styles': [{'name': Path(path).stem, 'path': str(path), 'weight': float(weight)}
-                   for path, weight in styles],
+        'styles': [{'name': name, 'path': str(path), 'weight': float(weight)}
+                   for name, (path, weight) in zip(names, styles)],
         'mode': 'conditional' if conditional else 'mix',
         'architecture': architecture, 'alpha': alpha, 'network_options': options,
         'num_styles': num_styles,

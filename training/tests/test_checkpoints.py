@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -147,7 +148,7 @@ def test_styles_are_added_to_a_conditional_run_starting_from_their_mean(
     named = []
     for name, source in zip('abc', style_paths + style_paths[:1]):
         named.append(str(tmp_path / f'{name}.png'))
-        (tmp_path / f'{name}.png').write_bytes(open(source, 'rb').read())
+        shutil.copyfile(source, named[-1])
 
     def arguments(styles):
         return train.build_parser().parse_args([
