@@ -130,12 +130,17 @@ def test_unknown_network_options_are_refused():
 @pytest.mark.parametrize('padding, flat', [('edge', True), ('zero', False)])
 def test_edge_padding_gives_a_flat_photo_a_flat_output(padding, flat):
     """No frame line by construction: repeated border pixels make every padded map of a flat
-    photo flat, while zero padding steps at the border of each low-resolution map."""
+    photo flat, while zero padding steps at the border of each low-resolution map. A flat map's
+    deviation is float noise, which epsilon 1e-3 amplifies about 1000-fold in each norm (so the
+    result would depend on the CPU's conv kernels): the norms here take epsilon 1."""
     model = network.build_transformer('efficient', 0.25, padding=padding, head='affine')
     _randomize(model, seed=4)
+    for layer in model.layers:
+        if isinstance(layer, network.InstanceNorm):
+            layer.epsilon = 1.0
     output = model(np.full((1, 40, 56, 3), [90, 140, 200], np.float32)).numpy()
     assert 0 < output.mean() < 255
-    assert (np.ptp(output, axis=(1, 2)).max() < 0.01) == flat
+    assert (np.ptp(output, axis=(1, 2)).max() < 0.5) == flat  # half a grey level
 
 
 def _blank_body(model):
