@@ -89,7 +89,7 @@ def list_styles(catalog):
             print('  %s/%s' % (entry.name, style))
 
 
-class _NoProgress(object):
+class NoProgress(object):
     """What the run uses instead of tqdm where tqdm is not installed."""
 
     def update(self, count):
@@ -106,7 +106,7 @@ def progress_bar(total, kind):
     try:
         from tqdm import tqdm
     except ImportError:
-        return _NoProgress()
+        return NoProgress()
     return tqdm(total=total, unit='frame', desc=kind, file=sys.stderr, dynamic_ncols=True)
 
 
