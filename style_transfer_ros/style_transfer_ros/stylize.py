@@ -25,16 +25,23 @@ from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
 
 QUEUE_DEPTH = 8  # frames waiting for the stylizer, and for the encoder
 POLL_SECONDS = 0.1  # how often a blocked pipeline thread looks whether the run has stopped
-# (option, node parameter, argparse settings): Settings validates them as the node does.
+# (option, node parameter, help, argparse settings): Settings validates them as the node does.
 NODE_OPTIONS = (
-    ('--style', 'style', {'metavar': 'NAME'}),
-    ('--blend-weights', 'blend_weights', {'type': float, 'nargs': '+', 'metavar': 'W'}),
-    ('--strength', 'strength', {'type': float}),
-    ('--processing-size', 'processing_size', {'type': int, 'metavar': 'PX'}),
-    ('--threads', 'num_threads', {'type': int, 'metavar': 'N'}),
-    ('--model-dir', 'model_dirs', {'action': 'append', 'metavar': 'DIR'}),
-    ('--output-encoding', 'output_encoding', {'metavar': 'ENCODING'}),
-    ('--jpeg-quality', 'jpeg_quality', {'type': int, 'metavar': 'Q'}),
+    ('--style', 'style', 'a catalog style, a multi-style model (classics) or one style of it '
+     '(classics/the_scream)', {'metavar': 'NAME'}),
+    ('--blend-weights', 'blend_weights', "a multi-style model's weights, in its style order "
+     '(empty: equal)', {'type': float, 'nargs': '+', 'metavar': 'W'}),
+    ('--strength', 'strength', '0 = the original frame, 1 = fully stylized', {'type': float}),
+    ('--processing-size', 'processing_size', "the longest side the model sees; 0 = the "
+     "frame's size", {'type': int, 'metavar': 'PX'}),
+    ('--threads', 'num_threads', 'TFLite inference threads; 0 = cores - 1, leaving a core to '
+     'decoding and encoding', {'type': int, 'metavar': 'N'}),
+    ('--model-dir', 'model_dirs', "a folder of models with .json sidecars (repeatable); none = "
+     "the package's models/", {'action': 'append', 'metavar': 'DIR'}),
+    ('--output-encoding', 'output_encoding', "bags: the stylized Images' encoding",
+     {'metavar': 'ENCODING'}),
+    ('--jpeg-quality', 'jpeg_quality', 'JPEG files, and bags\' stylized CompressedImages',
+     {'type': int, 'metavar': 'Q'}),
 )
 _END = object()  # the last item through a pipeline queue
 
@@ -46,17 +53,16 @@ class StylizeError(Exception):
 def parser():
     result = argparse.ArgumentParser(
         prog='stylize', description=__doc__.splitlines()[0],
-        epilog='Options marked (node: NAME) are the node parameter NAME, validated by the same '
-        'rules. See docs/recordings.md.')
+        epilog='An option marked (node: NAME) is the node parameter NAME, validated by the '
+        'same rules. See docs/recordings.md.')
     result.add_argument('input', nargs='?', help='an image, a folder of images, a video '
                         '(mp4, avi, mkv, webm, ...), or a ROS 2 bag (folder, .db3 or .mcap)')
     result.add_argument('-o', '--output', help='default: <input name>_stylized next to it')
     result.add_argument('--overwrite', action='store_true', help='replace an existing output')
     result.add_argument('--list-styles', action='store_true', help='list the styles and exit')
-    for option, name, settings in NODE_OPTIONS:
-        spec = SPEC_BY_NAME[name]
-        result.add_argument(option, dest=name, help='%s (node: %s; default: %s)' % (
-            spec.description.replace('%', '%%'), name, spec.default), **settings)
+    for option, name, text, settings in NODE_OPTIONS:
+        result.add_argument(option, dest=name, help='%s (node: %s, default %s)' % (
+            text, name, SPEC_BY_NAME[name].default), **settings)
     result.add_argument('--side-by-side', action='store_true',
                         help='images and videos: the original left of the stylized frame')
     result.add_argument('--fourcc', help='video codec as OpenCV names it (default by the '
@@ -71,13 +77,13 @@ def parser():
 
 def node_settings(args):
     """The node's Settings for the options given (the node's defaults for the others)."""
-    values = dict((name, getattr(args, name)) for _, name, _ in NODE_OPTIONS
+    values = dict((name, getattr(args, name)) for _, name, _, _ in NODE_OPTIONS
                   if getattr(args, name) is not None)
     try:
         settings = Settings(values)
     except ValueError as error:
         raise StylizeError(str(error))
-    vars(args).update((name, settings.values[name]) for _, name, _ in NODE_OPTIONS)
+    vars(args).update((name, settings.values[name]) for _, name, _, _ in NODE_OPTIONS)
     return settings
 
 
