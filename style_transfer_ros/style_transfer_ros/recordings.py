@@ -123,6 +123,12 @@ class Images(object):
             if not self.files:
                 raise RecordingError('%s holds no images (%s)' % (
                     path, ', '.join(IMAGE_EXTENSIONS)))
+            written = {}
+            for name in self.files:
+                other = written.setdefault(_written_name(name), name)
+                if other != name:
+                    raise RecordingError('%s: %s and %s would both be written as %s' % (
+                        path, other, name, _written_name(name)))
         else:
             self.files = [os.path.basename(path)]
             self._first = self._read(path)
@@ -160,6 +166,12 @@ class Images(object):
         return _ImageWriter(path, self.folder, self.jpeg_quality)
 
 
+def _written_name(name):
+    """A folder's image keeps its name if it is PNG or JPEG, else becomes .png."""
+    stem, extension = _stem_and_extension(name)
+    return stem + (extension if extension.lower() in WRITTEN_IMAGE_EXTENSIONS else '.png')
+
+
 class _ImageWriter(object):
 
     def __init__(self, path, folder, jpeg_quality):
@@ -172,12 +184,7 @@ class _ImageWriter(object):
     def write(self, frame, painted):
         if painted is None:
             return
-        path = self.path
-        if self.folder:
-            stem, extension = _stem_and_extension(frame.item)
-            if extension.lower() not in WRITTEN_IMAGE_EXTENSIONS:
-                extension = '.png'
-            path = os.path.join(self.path, stem + extension)
+        path = os.path.join(self.path, _written_name(frame.item)) if self.folder else self.path
         jpeg = _stem_and_extension(path)[1].lower() != '.png'
         if not cv2.imwrite(path, _rgb_to_bgr(painted),
                            [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if jpeg else []):
@@ -425,9 +432,8 @@ class Bag(object):
     def _storage(self, path, plugins):
         """The input's storage plugin, which the output keeps."""
         extension = _stem_and_extension(path)[1].lower()
-        if os.path.isdir(path):
-            names = [_stem_and_extension(name)[1] for name in os.listdir(path)]
-            extension = '.mcap' if '.mcap' in names else '.db3'
+        if os.path.isdir(path):  # its files may be compressed: x.mcap.zstd
+            extension = '.mcap' if any('.mcap' in name for name in os.listdir(path)) else '.db3'
         return plugins.MCAP if BAG_FILES[extension] == 'mcap' else plugins.SQLITE3
 
     def default_output(self):

@@ -117,9 +117,10 @@ def progress_bar(total, kind):
 
 
 def run_pipeline(frames, paint, make_writer, progress):
-    """Stylize every Frame of `frames` (iterated on a decoder thread) with paint() here and
-    hand it to the writer that make_writer() builds on an encoder thread. The first error, or
-    Ctrl-C, stops all three; the writer is then aborted, else closed. Returns the counts."""
+    """Stylize every Frame of `frames` (a generator, run and closed on a decoder thread) with
+    paint() here and hand it to the writer that make_writer() builds on an encoder thread.
+    The first error, or Ctrl-C, stops all three; the writer is then aborted, else closed.
+    Returns the counts."""
     decoded, painted = queue.Queue(QUEUE_DEPTH), queue.Queue(QUEUE_DEPTH)
     stop = threading.Event()
     errors = []
@@ -145,10 +146,12 @@ def run_pipeline(frames, paint, make_writer, progress):
         try:
             for frame in frames:
                 if not put(decoded, frame):
-                    return
+                    break
         except BaseException as error:
             errors.append(error)
             stop.set()
+        finally:  # here, not in the garbage collector: a bag's sqlite3 is this thread's
+            frames.close()
         put(decoded, _END)
 
     def encode():
