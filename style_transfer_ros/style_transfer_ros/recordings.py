@@ -16,8 +16,9 @@ import tempfile
 import cv2
 import numpy as np
 
-from style_transfer_ros.image_conversion import (COMPRESSED_FORMAT, compressed_msg_to_rgb,
-                                                 image_msg_to_rgb, rgb_to_jpeg, serialize_image)
+from style_transfer_ros.image_conversion import (COMPRESSED_FORMAT, OUTPUT_ENCODINGS,
+                                                 compressed_msg_to_rgb, image_msg_to_rgb,
+                                                 rgb_to_jpeg, serialize_image)
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 WRITTEN_IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
@@ -389,8 +390,8 @@ def _stylized_topic(topic):
 class Bag(object):
     """A ROS 2 bag (a folder with metadata.yaml, or one .db3 or .mcap file): every message is
     copied byte for byte, and each frame of the image topic gets a stylized message on the
-    output topic with the same header and timestamp (Image in, Image out in
-    output_encoding; CompressedImage in, JPEG CompressedImage out)."""
+    output topic with the same header and timestamp (Image in, Image out; CompressedImage
+    in, JPEG CompressedImage out)."""
 
     kind = 'bag'
 
@@ -461,7 +462,7 @@ class Bag(object):
                     except Exception as error:  # a bad CDR message raises many kinds
                         yield Frame(None, item, 'message at %d ns: %s' % (timestamp, error))
                         continue
-                    yield Frame(rgb, item + (message.header,))
+                    yield Frame(rgb, item + (message,))
         except RecordingError:
             raise
         except Exception as error:
@@ -513,10 +514,15 @@ class _BagWriter(object):
             self._writer.write(self._stylized, timestamp, self._serialize(
                 connection.msgtype, frame.item[3], painted))
 
-    def _serialize(self, msgtype, header, painted):
+    def _serialize(self, msgtype, original, painted):
+        """The stylized message: the original's header; an Image in --output-encoding, else in
+        the original's encoding if the node writes that (rgb8, bgr8), else rgb8."""
+        header = original.header
         if msgtype == IMAGE:
+            encoding = self.bag.output_encoding or (
+                original.encoding if original.encoding in OUTPUT_ENCODINGS else 'rgb8')
             return serialize_image(painted, header.stamp.sec, header.stamp.nanosec,
-                                   header.frame_id, self.bag.output_encoding)
+                                   header.frame_id, encoding)
         message = self.bag.typestore.types[COMPRESSED_IMAGE](
             header=header, format=COMPRESSED_FORMAT,
             data=np.frombuffer(rgb_to_jpeg(painted, self.bag.jpeg_quality), dtype=np.uint8))

@@ -38,8 +38,8 @@ NODE_OPTIONS = (
      'decoding and encoding', {'type': int, 'metavar': 'N'}),
     ('--model-dir', 'model_dirs', "a folder of models with .json sidecars (repeatable); none = "
      "the package's models/", {'action': 'append', 'metavar': 'DIR'}),
-    ('--output-encoding', 'output_encoding', "bags: the stylized Images' encoding",
-     {'metavar': 'ENCODING'}),
+    ('--output-encoding', 'output_encoding', "bags: the stylized Images' encoding; not given: "
+     "the input's if rgb8 or bgr8, else the node's default", {'metavar': 'ENCODING'}),
     ('--jpeg-quality', 'jpeg_quality', 'JPEG files, and bags\' stylized CompressedImages',
      {'type': int, 'metavar': 'Q'}),
 )
@@ -83,7 +83,9 @@ def node_settings(args):
         settings = Settings(values)
     except ValueError as error:
         raise StylizeError(str(error))
-    vars(args).update((name, settings.values[name]) for _, name, _, _ in NODE_OPTIONS)
+    # A bag's stylized Images keep the input's rgb8 or bgr8 unless --output-encoding is given.
+    vars(args).update((name, settings.values[name]) for _, name, _, _ in NODE_OPTIONS
+                      if name != 'output_encoding' or name in values)
     return settings
 
 

@@ -273,7 +273,7 @@ def test_bag_round_trip(tmp_path, capsys, stylizer, rosbags, storage):
     assert [t for t, _ in stylized] == [10 ** 9 * (index + 1) for index in range(4)]
     for index, (_, data) in enumerate(stylized):
         expected = serialize_image(stylizer.stylize(frame(index)), 100 + index, 1000 * index,
-                                   'camera_%d' % index)
+                                   'camera_%d' % index, 'bgr8')  # the input's encoding
         assert data == expected  # the header (stamp, frame_id) and the node's pixels
     files = os.listdir(str(output))
     assert any(name.endswith('.mcap' if storage == 'mcap' else '.db3') for name in files)
@@ -313,10 +313,12 @@ def test_bag_topic_choice(tmp_path, capsys, rosbags):
     assert code == 1
     assert 'image topics: /front/image, /rear/image; pick one with --topic' in err
     code, _, err = run_stylize(capsys, source, '--topic', '/rear/image', '--output-topic',
-                               '/painted', *MODEL)
+                               '/painted', '--output-encoding', 'rgb8', *MODEL)
     assert code == 0, err
-    assert set(read_bag(tmp_path / 'two_cameras_stylized')) == {
-        '/front/image', '/rear/image', '/painted'}
+    result = read_bag(tmp_path / 'two_cameras_stylized')
+    assert set(result) == {'/front/image', '/rear/image', '/painted'}
+    painted = store.deserialize_cdr(result['/painted'][1][0][1], 'sensor_msgs/msg/Image')
+    assert painted.encoding == 'rgb8' and painted.header.frame_id == 'camera_0'
 
 
 # ---------------------------------------------------------------- failures, Ctrl-C, no ROS
