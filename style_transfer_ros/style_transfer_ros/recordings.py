@@ -117,6 +117,7 @@ class Images(object):
     def __init__(self, path, options):
         self.path = path
         self.jpeg_quality = options.jpeg_quality
+        self.notes = []  # one line each, for the summary (none for images)
         self.folder = os.path.isdir(path)
         if self.folder:
             self.files = sorted(name for name in os.listdir(path)

@@ -260,7 +260,7 @@ def run(args):
     if recording.kind == 'bag':
         details.append('%d other messages copied, stylized on %s' % (
             counts['copied'], recording.output_topic))
-    details += getattr(recording, 'notes', [])
+    details += recording.notes
     print('stylize: wrote %s: %d frames in %.1f s (%.1f fps), %s; %s, processing_size %d, '
           '%d thread(s), %s' % (
               output, counts['stylized'], seconds, counts['stylized'] / max(seconds, 1e-9),
