@@ -8,10 +8,13 @@
    drops and the node's CPU per output frame next to the bare stylizer's CPU per frame (the
    difference is the node's own cost) and split by thread (executor, inference worker, DDS,
    other), as median and min-max of --repeats-node runs.
+3. Recordings: a 640x480 video through the stylize command's pipeline (decoder and encoder
+   threads) against the bare stylizer on the same decoded frames, in the same run.
 Prints markdown tables and writes them to --output. Source scripts/env.sh first.
 
-    python scripts/benchmark.py            # the full run (about 5-10 minutes)
-    python scripts/benchmark.py --quick    # one repeat of the 30 fps rows (about a minute)
+    python scripts/benchmark.py                    # the full run (about 5-10 minutes)
+    python scripts/benchmark.py --quick            # one repeat of the 30 fps rows (a minute)
+    python scripts/benchmark.py --recordings-only  # only the recordings rows (a minute)
 """
 import argparse
 import datetime
@@ -21,14 +24,18 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 
 import cv2
 import numpy as np
 
-from ros_processes import REPO, bare_cpu_ms_per_frame, require_loopback_dds, steady_camera_run
+from ros_processes import (REPO, bare_cpu_ms_per_frame, camera_frames, require_loopback_dds,
+                           steady_camera_run)
+from style_transfer_ros import recordings
 from style_transfer_ros.catalog import Catalog
 from style_transfer_ros.node_parameters import auto_threads
+from style_transfer_ros.stylize import NoProgress, run_pipeline
 from style_transfer_ros.stylizer import ModelError, Stylizer, find_runtime
 
 ANCHOR = os.path.join(REPO, '..', 'shared', 'data', 'anchors', 'fritz',
@@ -197,6 +204,58 @@ def node_table(model_dir, style, camera_rates, configurations, repeats, seconds,
     return '\n'.join(lines)
 
 
+def write_camera_video(path, frames, fps=30.0):
+    """A panning 640x480 mp4 (mp4v, as stylize writes mp4) of `frames` frames."""
+    height, width = CAMERA_SIZE
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps, (width, height))
+    pictures = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb in camera_frames(height, width)]
+    for index in range(frames):
+        writer.write(pictures[index % len(pictures)])
+    writer.release()
+
+
+def recording_table(model_dir, style, processing_sizes, frames, repeats):
+    """fps of a video through stylize's pipeline (decode, stylize, encode to mp4) and of the
+    bare stylizer on the same frames already decoded, alternately in each repeat; the same
+    Stylizer (model, auto threads, processing size) for both."""
+    selection = Catalog([model_dir]).resolve(style)
+    threads = auto_threads()
+    folder = tempfile.mkdtemp(prefix='benchmark_recordings_')
+    source = os.path.join(folder, 'camera.mp4')
+    write_camera_video(source, frames)
+    decoded = [frame.rgb for frame in recordings.Video(
+        source, argparse.Namespace(fourcc=None)).frames()]
+    header = ['processing size', 'threads', 'frames', 'bare stylizer fps', 'stylize video fps',
+              'ratio']
+    lines = ['| %s |' % ' | '.join(header), '|' + '---:|' * len(header)]
+    for size in processing_sizes:
+        stylizer = Stylizer(selection.model_path, num_threads=threads, processing_size=size)
+
+        def paint(rgb):
+            return stylizer.stylize(rgb, style_weights=selection.weights)
+
+        bare, pipeline = [], []
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            for rgb in decoded:
+                paint(rgb)
+            bare.append(len(decoded) / (time.perf_counter() - started))
+            video = recordings.Video(source, argparse.Namespace(fourcc=None))
+            output = os.path.join(folder, 'out_%d_%d.mp4' % (size, repeat))
+            started = time.perf_counter()
+            counts = run_pipeline(video.frames(), paint, lambda: video.writer(output),
+                                  NoProgress())
+            pipeline.append(counts['stylized'] / (time.perf_counter() - started))
+            print('recordings: processing_size %d, repeat %d/%d: bare %.1f fps, stylize video '
+                  '%.1f fps' % (size, repeat + 1, repeats, bare[-1], pipeline[-1]))
+        ratios = [p / b for p, b in zip(pipeline, bare)]
+        lines.append('| %s | auto (%d) | %d | %s | %s | %s |' % (
+            size or '0 (frame)', threads, len(decoded), spread(bare, '%.1f'),
+            spread(pipeline, '%.1f'), spread(ratios, '%.2f')))
+    shutil.rmtree(folder, ignore_errors=True)
+    return '\n'.join(lines)
+
+
 def machine_header():
     cpu = platform.processor() or 'unknown CPU'
     with open('/proc/cpuinfo') as cpuinfo:
@@ -243,16 +302,23 @@ def main():
                         help='measured window per node run (default 5; --quick 4)')
     parser.add_argument('--node-warm-up', type=float, default=2.0,
                         help='seconds of output before the window opens')
+    parser.add_argument('--recordings-only', action='store_true',
+                        help='only the recordings rows (the stylize command on a video)')
+    parser.add_argument('--recording-frames', type=int,
+                        help='frames of the recordings rows\' video (default 300; --quick 90)')
+    parser.add_argument('--repeats-recording', type=int,
+                        help='runs per recordings row (default 3; --quick 1)')
     parser.add_argument('--output', default=os.path.join(REPO, 'build', 'benchmark.md'))
     args = parser.parse_args()
     quick = dict(repeats=10, camera_fps=[30.0], repeats_node=1, node_seconds=4.0,
-                 bare_cpu_calls=20)
+                 bare_cpu_calls=20, recording_frames=90, repeats_recording=1)
     full = dict(repeats=20, camera_fps=[15.0, 30.0, 60.0], repeats_node=3, node_seconds=5.0,
-                bare_cpu_calls=40)
+                bare_cpu_calls=40, recording_frames=300, repeats_recording=3)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    require_loopback_dds()  # the node rows run ROS processes; fail before the long bare table
+    if not args.recordings_only:
+        require_loopback_dds()  # the node rows run ROS processes; fail before the bare table
 
     model_dir = os.path.abspath(args.model_dir)
     model_paths = sorted(glob.glob(os.path.join(model_dir, '*.tflite')))
@@ -271,6 +337,19 @@ def main():
     style = args.style or ('starry_night' if 'starry_night' in catalog.entries
                            else next(iter(catalog.entries)))
     started = time.monotonic()
+    recording_section = [
+        '## Recordings: a %dx%d mp4 through `stylize`, %s, %s'
+        % (CAMERA_SIZE[1], CAMERA_SIZE[0], style, 'median (min-max) of %d runs'
+           % args.repeats_recording if args.repeats_recording > 1 else 'one run'),
+        recording_table(model_dir, style, args.processing_sizes, args.recording_frames,
+                        args.repeats_recording),
+        'Stylize video fps: frames / seconds of the stylize command\'s pipeline (a decoder '
+        'thread reading the mp4 with OpenCV, the stylizer, an encoder thread writing mp4v); '
+        'bare stylizer fps: the same Stylizer on the same frames decoded beforehand; ratio: '
+        'the two in the same repeat.']
+    if args.recordings_only:
+        write_report('\n\n'.join([machine_header()] + recording_section), args.output)
+        return
     bare = bare_table(model_paths, args.repeats)
     configurations = node_configurations(args.processing_sizes, args.node_threads)
     log_dir = os.path.join(REPO, 'build', 'benchmark_logs')  # the node and camera logs
@@ -300,12 +379,16 @@ def main():
         'Total time %.1f min.'
         % (' '.join(['python scripts/benchmark.py'] + sys.argv[1:]), width, height,
            args.node_seconds, args.node_warm_up, args.bare_cpu_calls, width, height,
-           os.cpu_count(), (time.monotonic() - started) / 60.0)])
+           os.cpu_count(), (time.monotonic() - started) / 60.0)] + recording_section)
+    write_report(report, args.output)
+
+
+def write_report(report, path):
     print(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, 'w') as f:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
         f.write(report + '\n')
-    print('\nwrote %s' % args.output)
+    print('\nwrote %s' % path)
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'stylizer_node = style_transfer_ros.stylizer_node:main',
+            'stylize = style_transfer_ros.stylize:main',
         ],
     },
 )

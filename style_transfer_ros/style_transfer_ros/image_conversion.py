@@ -243,14 +243,24 @@ def compressed_msg_to_rgb(msg):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def rgb_to_compressed_msg(rgb, header, quality):
-    """A JPEG sensor_msgs/CompressedImage, as image_transport's compressed plugin sends it."""
-    from sensor_msgs.msg import CompressedImage
+# The `format` of the CompressedImage messages rgb_to_compressed_msg builds.
+COMPRESSED_FORMAT = 'rgb8; jpeg compressed bgr8'
+
+
+def rgb_to_jpeg(rgb, quality):
+    """The JPEG bytes of a uint8 HxWx3 RGB array, as the compressed output carries them."""
     ok, encoded = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ImageConversionError('JPEG encoding failed')
-    msg = CompressedImage(header=header, format='rgb8; jpeg compressed bgr8')
+    return encoded
+
+
+def rgb_to_compressed_msg(rgb, header, quality):
+    """A JPEG sensor_msgs/CompressedImage, as image_transport's compressed plugin sends it."""
+    from sensor_msgs.msg import CompressedImage
+    encoded = rgb_to_jpeg(rgb, quality)
+    msg = CompressedImage(header=header, format=COMPRESSED_FORMAT)
     data = array.array('B')
     data.frombytes(encoded.data)
     msg.data = data

@@ -88,6 +88,24 @@ def auto_threads():
     return max(1, cores() - 1)
 
 
+def default_model_dir():
+    """The installed package's models/, or the source tree's when run from a checkout."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        installed = os.path.join(get_package_share_directory('style_transfer_ros'), 'models')
+        if os.path.isdir(installed):
+            return installed
+    except (ImportError, LookupError, ValueError):
+        pass
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
+
+
+def model_directories(model_dirs):
+    """The folders a model_dirs value means: its entries with ~ expanded, or the package's
+    models/ when it names none."""
+    return [os.path.expanduser(d) for d in model_dirs if d] or [default_model_dir()]
+
+
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

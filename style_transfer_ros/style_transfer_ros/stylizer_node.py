@@ -20,7 +20,6 @@ Runs on rclpy from Humble on (Python 3.6 on the Jetson Nano container), so only 
 syntax that exist there are used.
 """
 
-import os
 import threading
 import time
 
@@ -43,7 +42,7 @@ from style_transfer_ros.catalog import Catalog, SelectionError
 from style_transfer_ros.image_conversion import (ImageConversionError, compressed_msg_to_rgb,
                                                  image_msg_to_rgb, parse_serialized_image,
                                                  rgb_to_compressed_msg, serialize_image)
-from style_transfer_ros.node_parameters import SPECS, Settings, cores
+from style_transfer_ros.node_parameters import SPECS, Settings, cores, model_directories
 from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
 
 LOG_PERIOD = 10.0  # seconds between the node's one-line rate reports
@@ -53,18 +52,6 @@ _PARAMETER_TYPES = {
     'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING}
 _LEVELS = {frame_statistics.OK: DiagnosticStatus.OK, frame_statistics.WARN: DiagnosticStatus.WARN,
            frame_statistics.ERROR: DiagnosticStatus.ERROR}
-
-
-def default_model_dir():
-    """The installed package's models/, or the source tree's when run from a checkout."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        installed = os.path.join(get_package_share_directory('style_transfer_ros'), 'models')
-        if os.path.isdir(installed):
-            return installed
-    except (ImportError, LookupError, ValueError):
-        pass
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
 
 
 def _descriptor(spec):
@@ -173,7 +160,7 @@ class StylizerNode(Node):
         self._clear_weights = self.create_guard_condition(self._on_clear_weights)
 
     def _model_dirs(self, settings):
-        return [os.path.expanduser(d) for d in settings.model_dirs if d] or [default_model_dir()]
+        return model_directories(settings.model_dirs)
 
     def _warn_about_threads(self, settings):
         if settings.threads >= cores():

@@ -37,12 +37,16 @@ ROSDEP_KEYS = {
     'std_msgs': 'std_msgs',
     'std_srvs': 'std_srvs',
     'style_transfer_interfaces': 'style_transfer_interfaces',
+    'tqdm': 'python3-tqdm',
     'yaml': 'python3-yaml',
 }
 # TFLite runtimes: pip packages with no rosdep key (package.xml's description and the README
 # say how to install one). The node imports them by name with importlib; listed in case a
 # static import appears.
 PIP_ONLY = {'ai_edge_litert', 'tflite_runtime', 'tensorflow'}
+# The stylize command's optional imports: rosbags (bags; no rosdep key, pip only) and PyAV
+# (audio; the distributions' python3-av is older than the pip wheel, so not declared).
+PIP_ONLY |= {'rosbags', 'av'}
 # launch_ros actions whose `package` is a package that must be installed to run it.
 NODE_ACTIONS = {'Node', 'LifecycleNode', 'ComposableNode', 'ComposableNodeContainer'}
 RUNTIME_TAGS = ('depend', 'exec_depend')
