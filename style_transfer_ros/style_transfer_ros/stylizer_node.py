@@ -40,9 +40,10 @@ from style_transfer_interfaces.srv import ListStyles, SetStyle
 
 from style_transfer_ros import frame_statistics
 from style_transfer_ros.catalog import Catalog, SelectionError
-from style_transfer_ros.image_conversion import (ImageConversionError, compressed_msg_to_rgb,
-                                                 image_msg_to_rgb, parse_serialized_image,
-                                                 rgb_to_compressed_msg, serialize_image)
+from style_transfer_ros.image_conversion import (ImageConversionError, OversizedImage,
+                                                 compressed_msg_to_rgb, image_msg_to_rgb,
+                                                 parse_serialized_image, rgb_to_compressed_msg,
+                                                 serialize_image)
 from style_transfer_ros.node_parameters import SPECS, Settings, cores
 from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
 
@@ -307,40 +308,50 @@ class StylizerNode(Node):
             msg = self._next_frame()
             if msg is None:
                 continue
-            settings, active = self._settings, self._active  # one consistent state per frame
-            raw_out = self._publisher.get_subscription_count()
-            jpeg_out = self._compressed_publisher.get_subscription_count()
-            if settings.lazy and not raw_out and not jpeg_out:
-                self._statistics.count('idle')
-                continue
             try:
-                self._process(msg, settings, active, raw_out or not settings.lazy, jpeg_out)
-            except ImageConversionError as error:
-                self._statistics.count('bad', str(error))
-                self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
-            except Exception as error:  # keep painting whatever a frame or model throws
+                self._paint(msg, self._settings, self._active)  # one consistent state
+            except Exception:
                 if not self.context.ok():  # SIGINT/SIGTERM shut rclpy down under us
                     return
-                self._statistics.count('failed', repr(error))
-                self._warn_throttled('failure', 'frame failed: %r' % (error,))
+                raise
+
+    def _paint(self, msg, settings, active):
+        """Count and paint one frame; a bad frame or a failing model never stops the worker."""
+        raw_out = self._publisher.get_subscription_count()
+        jpeg_out = self._compressed_publisher.get_subscription_count()
+        if settings.lazy and not raw_out and not jpeg_out:
+            self._statistics.count('idle')
+            return
+        try:
+            self._process(msg, settings, active, raw_out or not settings.lazy, jpeg_out)
+        except OversizedImage as error:
+            self._drop_oversized(error.pixels, settings)
+        except ImageConversionError as error:
+            self._statistics.count('bad', str(error))
+            self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
+        except Exception as error:  # keep painting whatever a model throws
+            if not self.context.ok():
+                raise
+            self._statistics.count('failed', repr(error))
+            self._warn_throttled('failure', 'frame failed: %r' % (error,))
+
+    def _drop_oversized(self, pixels, settings):
+        self._statistics.count('oversized')
+        self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
+                             % (pixels, settings.max_input_pixels))
 
     def _process(self, msg, settings, active, raw_out, jpeg_out):
         if self._compressed_input:
             stamp, frame_id = msg.header.stamp, msg.header.frame_id
             stamp_sec, stamp_nanosec = stamp.sec, stamp.nanosec
-            rgb = compressed_msg_to_rgb(msg)
-            pixels = rgb.shape[0] * rgb.shape[1]
+            rgb = compressed_msg_to_rgb(msg, max_pixels=settings.max_input_pixels)
         else:
             image = parse_serialized_image(msg)
             stamp_sec, stamp_nanosec, frame_id = (image.stamp_sec, image.stamp_nanosec,
                                                   image.frame_id)
-            pixels = image.width * image.height
-        if pixels > settings.max_input_pixels:
-            self._statistics.count('oversized')
-            self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
-                                 % (pixels, settings.max_input_pixels))
-            return
-        if not self._compressed_input:
+            if image.width * image.height > settings.max_input_pixels:
+                self._drop_oversized(image.width * image.height, settings)
+                return
             rgb = image_msg_to_rgb(image, copy=False)
         started = time.monotonic()
         stylized = active.stylizer.stylize(rgb, style_weights=active.weights,

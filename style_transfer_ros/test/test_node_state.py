@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+import hostile_images  # noqa: E402
 from ros_harness import NodeUnderTest, image_msg, make_frame  # noqa: E402
 from style_transfer_ros.image_conversion import (compressed_msg_to_rgb,  # noqa: E402
                                                  rgb_to_compressed_msg)
@@ -198,6 +199,56 @@ def test_compressed_input(model_dir):
             raise AssertionError('no output from compressed input; log:\n' + node.log())
     finally:
         assert node.close() == 0
+
+
+PEAK_RSS_LIMIT_MB = 600  # issue 21: a 20000 x 20000 frame took the node to 2.5 GB
+
+
+def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_dir):
+    """20000 x 20000 PNG and JPEG headers are dropped as oversized before decoding (peak RSS
+    stays under PEAK_RSS_LIMIT_MB); other formats and damaged data are bad frames, without
+    libpng/libjpeg lines in the log; what the decoder refuses is not an inference failure."""
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'input_transport': 'compressed', 'num_threads': 1,
+                          'diagnostics_period': 0.2})
+    try:
+        publisher = node.node.create_publisher(CompressedImage, node.input_topic + '/compressed',
+                                               10)
+
+        def send_until(data, fmt, counter):
+            before = int(node.next_diagnostics()[counter])
+            msg = CompressedImage(format=fmt, data=data)
+            return node.publish_until(msg, lambda v: int(v[counter]) > before,
+                                      publisher=publisher)
+
+        for data, fmt in ((hostile_images.png_bomb(20000), 'png'),
+                          (hostile_images.jpeg_declaring(20000, 20000), 'jpeg'),
+                          (hostile_images.jpeg_declaring(20000, 20000, progressive=True),
+                           'rgb8; jpeg compressed bgr8')):
+            send_until(data, fmt, 'oversized_frames')
+        assert node.memory_mb('VmHWM') < PEAK_RSS_LIMIT_MB, node.memory_mb('VmHWM')
+        assert 'dropping a 400000000-pixel frame: max_input_pixels is 16777216' in node.log()
+
+        assert node.set_parameter('max_input_pixels', 2 ** 31 - 1).successful
+        damaged = [(hostile_images.png_declaring(40000, 40000), 'png'),  # OpenCV refuses it
+                   (hostile_images.truncated_png(), 'png'),
+                   (hostile_images.corrupt_jpeg(), 'jpeg'),
+                   (hostile_images.encoded('.jpg'), 'png')]
+        damaged += [(data, '') for data in hostile_images.OTHER_FORMATS.values()]
+        for data, fmt in damaged:
+            values = send_until(data, fmt, 'bad_frames')
+            assert values['level'] != 2 and values['failed_frames'] == '0', values
+        assert node.memory_mb('VmHWM') < PEAK_RSS_LIMIT_MB, node.memory_mb('VmHWM')
+        noise = [line for line in node.log().splitlines()
+                 if line.startswith(('libpng', 'Corrupt JPEG', 'Premature end', '[ WARN:'))]
+        assert not noise, node.log()
+
+        good = CompressedImage(format='png', data=hostile_images.encoded('.png', 48, 64))
+        values = node.publish_until(good, lambda v: int(v['published_frames']) > 0,
+                                    publisher=publisher)
+        assert values['level'] == 0, values
+    finally:
+        assert node.close() == 0, node.log()
 
 
 def test_default_threads_leave_a_core_and_too_many_warn(model_dir):
