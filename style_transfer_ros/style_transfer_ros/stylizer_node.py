@@ -21,6 +21,7 @@ syntax that exist there are used.
 """
 
 import os
+import signal
 import threading
 import time
 
@@ -431,6 +432,13 @@ class StylizerNode(Node):
         return super(StylizerNode, self).destroy_node()
 
 
+def _ignore_stop_signals():
+    """From here on the node is stopping: `ros2 launch` and the terminal both send SIGINT on
+    Ctrl-C, and a second signal must not interrupt destroy_node with a KeyboardInterrupt."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main(args=None):
     rclpy.init(args=args)
     node = None
@@ -447,10 +455,17 @@ def main(args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # A signal shut rclpy down while spin was building its wait set (RCLError: the
+        # context is not valid): a stop like any other.
     finally:
+        _ignore_stop_signals()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_stop_signals()  # try_shutdown put back the handlers from before rclpy.init
 
 
 if __name__ == '__main__':
