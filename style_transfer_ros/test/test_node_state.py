@@ -1,7 +1,9 @@
 """The node's state under hostile use: one validated path for every change, parameters that a
 ROS user can always set, bounded memory, clear errors and honest diagnostics."""
 import importlib.util
+import os
 import queue
+import shutil
 import threading
 import time
 
@@ -17,6 +19,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from style_transfer_interfaces.srv import ListStyles  # noqa: E402
 
 import hostile_images  # noqa: E402
 from ros_harness import NodeUnderTest, image_msg, make_frame  # noqa: E402
@@ -249,6 +252,59 @@ def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_
         assert values['level'] == 0, values
     finally:
         assert node.close() == 0, node.log()
+
+
+SERVICE_ANSWER_S = 2.0  # issue 21: a FIFO in model_dirs left services unanswered for ever
+
+
+def _hostile_model_dir(model_dir, folder):
+    """A FIFO model with a valid sidecar, a real model with a FIFO sidecar, a real model with
+    an invalid sidecar."""
+    folder.mkdir()
+    sidecar = (model_dir / 'float_dynamic.json').read_text()
+    (folder / 'piped.json').write_text(sidecar.replace('"float_dynamic"', '"piped"'))
+    os.mkfifo(str(folder / 'piped.tflite'))
+    shutil.copy(str(model_dir / 'float_dynamic.tflite'), str(folder / 'plain.tflite'))
+    os.mkfifo(str(folder / 'plain.json'))
+    shutil.copy(str(model_dir / 'float_dynamic.tflite'), str(folder / 'odd.tflite'))
+    (folder / 'odd.json').write_text(u'{"name": "odd"}')
+    return str(folder)
+
+
+def _answered_quickly(node, srv_type, service, request):
+    return node.call(srv_type, service, request, timeout=SERVICE_ANSWER_S)
+
+
+def test_fifos_in_model_dirs_block_neither_start_up_nor_a_live_change(model_dir, tmp_path):
+    hostile = _hostile_model_dir(model_dir, tmp_path / 'hostile')
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'num_threads': 1})
+    try:
+        change = Parameter('model_dirs', value=[str(model_dir), hostile]).to_parameter_msg()
+        result = _answered_quickly(node, SetParameters, 'set_parameters',
+                                   SetParameters.Request(parameters=[change])).results[0]
+        assert result.successful, result.reason
+        styles = _answered_quickly(node, ListStyles, 'list_styles', ListStyles.Request())
+        assert 'piped' not in [style.name for style in styles.styles]
+        for style, reason in (('piped', 'piped.tflite: is a FIFO, not a regular file'),
+                              ('plain', 'plain.tflite: sidecar plain.json is a FIFO'),
+                              ('odd', 'odd.tflite: invalid sidecar: missing "format_version"'),
+                              ('float_dynamic\n', "unknown style 'float_dynamic\\n'")):
+            reply = node.set_style(style)
+            assert not reply.success and reason in reply.message, (style, reply.message)
+            assert reply.active_style.startswith('float_dynamic')
+        assert node.stylized(FRAME).shape == FRAME.shape
+    finally:
+        assert node.close() == 0, node.log()
+
+    started = NodeUnderTest({'model_dirs': [hostile, str(model_dir)], 'style': 'float_dynamic',
+                             'num_threads': 1}, ready_timeout=30.0)
+    try:
+        styles = _answered_quickly(started, ListStyles, 'list_styles', ListStyles.Request())
+        assert styles.active_style.startswith('float_dynamic')
+        assert 'is a FIFO, not a regular file; skipped' in started.log()
+    finally:
+        assert started.close() == 0, started.log()
 
 
 def test_default_threads_leave_a_core_and_too_many_warn(model_dir):
