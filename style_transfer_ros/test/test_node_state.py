@@ -324,9 +324,14 @@ def test_diagnostics_warn_when_the_camera_is_silent(model_dir):
                           'diagnostics_period': 0.2, 'input_timeout': 0.5})
     try:
         silent = node.next_diagnostics(lambda v: v['level'] == 1)
-        assert silent['message'].startswith('no frames on ')
+        assert silent['message'] == 'no frame received yet on ' + node.input_topic
+        assert 'no frame received yet on ' + node.input_topic in node.log()
         painting = node.publish_until(node_frame(node), lambda v: v['level'] == 0)
         assert painting['message'].startswith('stylizing at ')
+        paused = node.next_diagnostics(lambda v: v['message'] != painting['message'])
+        assert paused['message'].startswith('no new frame for '), paused  # OK, then WARN
+        assert node.next_diagnostics(lambda v: v['level'] == 1)['message'].startswith(
+            'no frames on %s for ' % node.input_topic)
     finally:
         assert node.close() == 0
 
