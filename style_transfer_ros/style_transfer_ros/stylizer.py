@@ -3,6 +3,7 @@
 Plain Python (no ROS) that works with Python 3.6 + tflite_runtime 2.5 /
 tensorflow 2.6 on a Jetson Nano as well as with ai-edge-litert 2.x.
 """
+import ctypes
 import errno
 import importlib
 import numbers
@@ -43,6 +44,16 @@ _FILE_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
                (stat.S_ISBLK, 'a block device'))
 
 _runtime_cache = {}
+
+
+def give_back_freed_memory():
+    """Return the C heap's free pages to the system (glibc's malloc_trim; elsewhere nothing).
+    glibc keeps what a huge frame's buffers freed for reuse, and small frames never reuse it."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    malloc_trim(0)
 
 
 def regular_file_problem(path, max_bytes):

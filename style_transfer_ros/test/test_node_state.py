@@ -307,6 +307,39 @@ def test_fifos_in_model_dirs_block_neither_start_up_nor_a_live_change(model_dir,
         assert started.close() == 0, started.log()
 
 
+MEMORY_KEPT_LIMIT_MB = 64  # issue 21: +175 MB stayed after a 3000x3000 frame, +218 MB
+# after a dropped 8000x8000 one (here 6000x6000: 103 MB); what may stay is the interpreter
+# sized for a square frame and the DDS shared-memory segments' touched pages
+
+
+def test_memory_is_given_back_after_huge_raw_frames(model_dir):
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'num_threads': 1, 'diagnostics_period': 0.2})
+    small = make_frame(480, 640)
+
+    def resident_after_small_frames():
+        for _ in range(10):
+            node.roundtrip(small)
+        return node.memory_mb()
+
+    try:
+        baseline = resident_after_small_frames()
+        assert node.roundtrip(make_frame(3000, 3000), timeout=60.0).width == 3000
+        after_big = resident_after_small_frames()
+        before = int(node.next_diagnostics()['oversized_frames'])
+        huge = image_msg(np.zeros((6000, 6000, 3), np.uint8), node.next_stamp())
+        node.publish_until(huge, lambda v: int(v['oversized_frames']) > before, timeout=60.0)
+        del huge
+        after_dropped = resident_after_small_frames()
+        figures = 'RSS %.1f MB, +%.1f after 3000x3000, +%.1f after a dropped 6000x6000' % (
+            baseline, after_big - baseline, after_dropped - baseline)
+        print(figures)
+        assert after_big - baseline < MEMORY_KEPT_LIMIT_MB, figures
+        assert after_dropped - baseline < MEMORY_KEPT_LIMIT_MB, figures
+    finally:
+        assert node.close() == 0, node.log()
+
+
 def test_default_threads_leave_a_core_and_too_many_warn(model_dir):
     node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
                           'diagnostics_period': 0.2})
