@@ -229,6 +229,7 @@ def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_
                           (hostile_images.jpeg_declaring(20000, 20000, progressive=True),
                            'rgb8; jpeg compressed bgr8')):
             send_until(data, fmt, 'oversized_frames')
+        print('peak RSS %.1f MB after the bombs' % node.memory_mb('VmHWM'))  # with -s
         assert node.memory_mb('VmHWM') < PEAK_RSS_LIMIT_MB, node.memory_mb('VmHWM')
         assert 'dropping a 400000000-pixel frame: max_input_pixels is 16777216' in node.log()
 
