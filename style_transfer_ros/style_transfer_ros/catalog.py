@@ -9,9 +9,11 @@ import os
 
 from style_transfer_ros.model_contract import (model_file_problem, read_sidecar,
                                                sidecar_path)
-from style_transfer_ros.stylizer import validate_style_weights
+from style_transfer_ros.stylizer import (FILE_MISSING, MAX_MODEL_BYTES, regular_file_problem,
+                                         validate_style_weights)
 
 MAX_ECHO = 80  # characters of a request repeated in an error message
+MAX_SIDECAR_BYTES = 2 ** 20
 
 
 def clip(text):
@@ -91,15 +93,16 @@ class Catalog(object):
                 self._scan(model_path, target)
 
     def _scan(self, model_path, target):
+        stem = os.path.splitext(os.path.basename(model_path))[0]
         try:
-            metadata = read_sidecar(sidecar_path(model_path))
+            metadata = self._read_sidecar(sidecar_path(model_path))
         except ValueError as error:
-            self.problems.append('{}: {}; skipped'.format(model_path, error))
+            self._skip(stem, '{}: {}'.format(model_path, error))
             return
-        problem = model_file_problem(model_path)
+        problem = (regular_file_problem(model_path, MAX_MODEL_BYTES)
+                   or model_file_problem(model_path))
         if problem:
-            self._skipped[metadata['name']] = '{}: {}'.format(model_path, problem)
-            self.problems.append(self._skipped[metadata['name']] + '; skipped')
+            self._skip(metadata['name'], '{}: {}'.format(model_path, problem))
             return
         entry = StyleEntry(metadata['name'], model_path, metadata)
         existing = self.entries.get(entry.name)
@@ -108,6 +111,23 @@ class Catalog(object):
         elif existing.target == entry.target:
             self.problems.append('{}: name {!r} is already used by {}; skipped'.format(
                 entry.model_path, entry.name, existing.model_path))
+
+    @staticmethod
+    def _read_sidecar(path):
+        """read_sidecar, for regular files only (a FIFO would block the scan)."""
+        problem = regular_file_problem(path, MAX_SIDECAR_BYTES)
+        name = os.path.basename(path)
+        if problem == FILE_MISSING:
+            raise ValueError('no sidecar {}'.format(name))
+        if problem:
+            raise ValueError('sidecar {} {}'.format(name, problem))
+        return read_sidecar(path)
+
+    def _skip(self, name, reason):
+        """A model file that is not listed: a problem, and the answer to requests for name
+        (its sidecar's name, or the file's when the sidecar is unusable)."""
+        self._skipped.setdefault(name, reason)
+        self.problems.append(reason + '; skipped')
 
     def available(self):
         """Every selectable style string, for error messages and listings."""
@@ -128,7 +148,7 @@ class Catalog(object):
         empty) naming styles of one multi-style model. Anything that looks
         like a path is treated as one.
         """
-        style = (style or '').strip()
+        style = style or ''  # names are exact: 'starry_night\n' is no style
         blend_styles = list(blend_styles)
         blend_weights = list(blend_weights)
         if looks_like_path(style):
@@ -209,11 +229,14 @@ class Catalog(object):
                 clip(path), clip(real_paths[0]), ', '.join(self.model_dirs) or '(none)'))
         if not path.endswith('.tflite'):
             raise SelectionError('{} is not a .tflite model file'.format(clip(path)))
-        existing = [p for p in inside if os.path.isfile(p)]
+        existing = [p for p in inside if os.path.exists(p)]
         if not existing:
             raise SelectionError('model file {} does not exist in the model directories'.format(
                 clip(path)))
         real_path = existing[0]
+        problem = regular_file_problem(real_path, MAX_MODEL_BYTES)
+        if problem:
+            raise SelectionError('{}: {}'.format(clip(path), problem))
         for entry in self.entries.values():
             if os.path.realpath(entry.model_path) == real_path:
                 if entry.style_names:

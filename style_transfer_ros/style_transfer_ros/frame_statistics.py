@@ -33,6 +33,7 @@ class FrameStatistics(object):
         self._window = dict(self.totals)
         self._times = {'inference_ms': collections.deque(maxlen=samples),
                        'latency_ms': collections.deque(maxlen=samples)}
+        self.started = time.monotonic()
         self.last_received = None  # monotonic time of the newest input frame
         self.last_error = ''
         self._window_start = time.monotonic()
@@ -76,14 +77,15 @@ class Report(object):
 def report(statistics, input_timeout, waiting_for_subscribers, input_topic):
     """Close the current window of statistics and judge it.
 
-    ERROR: frames fail in the model. WARN: no input for input_timeout seconds, most frames
-    dropped, or frames arrive and none go out. OK otherwise, including 'no subscribers (lazy)'.
+    ERROR: frames fail in the model. WARN: no input for input_timeout seconds (counted from
+    the start before the first frame), most frames dropped, or frames arrive and none go out.
+    OK otherwise, including 'no subscribers (lazy)' and a pause shorter than input_timeout.
     """
     seconds, counts, times = statistics.take_window()
     inference_mean, inference_p95 = mean_p95(times['inference_ms'])
     latency_mean, latency_p95 = mean_p95(times['latency_ms'])
     last = statistics.last_received
-    silence = float('inf') if last is None else time.monotonic() - last
+    silence = time.monotonic() - (statistics.started if last is None else last)
     values = [
         ('input_fps', '%.2f' % (counts['received'] / seconds)),
         ('output_fps', '%.2f' % (counts['published'] / seconds)),
@@ -98,9 +100,11 @@ def report(statistics, input_timeout, waiting_for_subscribers, input_topic):
          ('received', 'dropped', 'oversized', 'bad', 'failed', 'published')]
     if counts['failed'] and not counts['published']:
         return Report(ERROR, 'inference fails: %s' % statistics.last_error, values)
+    if last is None:
+        return Report(WARN if silence > input_timeout else OK,
+                      'no frame received yet on %s' % input_topic, values)
     if silence > input_timeout:
-        return Report(WARN, 'no frames on %s for %s' % (
-            input_topic, 'ever' if last is None else '%.0f s' % silence), values)
+        return Report(WARN, 'no frames on %s for %.0f s' % (input_topic, silence), values)
     if waiting_for_subscribers:
         return Report(OK, 'no subscribers (lazy): not stylizing', values)
     if counts['received'] and counts['dropped'] > MOSTLY_DROPPED * counts['received']:
@@ -110,4 +114,6 @@ def report(statistics, input_timeout, waiting_for_subscribers, input_topic):
     if counts['received'] and not counts['published']:
         return Report(WARN, 'frames arrive but none are published (%s)'
                       % (statistics.last_error or 'see bad/oversized counts'), values)
+    if not counts['received'] and not counts['published']:
+        return Report(OK, 'no new frame for %.1f s' % silence, values)
     return Report(OK, 'stylizing at %.1f fps' % (counts['published'] / seconds), values)

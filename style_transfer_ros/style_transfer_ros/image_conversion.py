@@ -9,7 +9,12 @@ place, so the pixels reach the network without a copy, and `serialize_image` wri
 stylized frame with one copy. rclpy's own conversion copies the pixels three times each way.
 """
 import array
+import os
+import re
 import struct
+import tempfile
+import threading
+import zlib
 
 import cv2
 import numpy as np
@@ -233,14 +238,167 @@ def serialize_image(rgb, stamp_sec, stamp_nanosec, frame_id, encoding='rgb8'):
     return b''.join((_CDR_LITTLE_ENDIAN, head, np.ascontiguousarray(pixels).data))
 
 
-def compressed_msg_to_rgb(msg):
-    """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to a uint8 HxWx3 RGB array."""
-    bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR) \
-        if len(msg.data) else None
-    if bgr is None:
-        raise ImageConversionError('cannot decode compressed frame (format {!r}, {} bytes)'.format(
-            msg.format, len(msg.data)))
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+# Compressed input: JPEG and PNG only, recognised by their signatures; the size a header
+# declares is checked before the decoder allocates anything.
+COMPRESSED_FORMATS = ('jpeg', 'png')
+_SIGNATURES = (('png', b'\x89PNG\r\n\x1a\n'), ('jpeg', b'\xff\xd8\xff'))
+_FORMAT_WORDS = {'jpeg': 'jpeg', 'jpg': 'jpeg', 'png': 'png'}
+_JPEG_FRAMES = (0xC0, 0xC1, 0xC2)  # baseline, extended sequential, progressive (Huffman)
+# Other SOF markers: lossless, hierarchical and arithmetic-coded processes.
+_JPEG_OTHER_FRAMES = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+_JPEG_STANDALONE = (0x01,) + tuple(range(0xD0, 0xD8))  # TEM, RST0..7: no length field
+# What libjpeg and libpng print (through OpenCV) about data they cannot trust, and OpenCV's
+# own log lines; any other output while a frame decodes is another thread's, passed on.
+_DECODER_MESSAGE = re.compile(
+    br'^(libpng (error|warning)|Corrupt JPEG data|Premature end of JPEG file|Invalid SOS '
+    br'parameters|Inconsistent progression sequence|Unknown Adobe color transform|Warning: '
+    br'unknown JFIF|Application transferred too|\[ ?(WARN|ERROR|INFO):\d)')
+_DAMAGE_MESSAGE = re.compile(
+    br'^(libpng error|Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|'
+    br'Inconsistent progression sequence)')
+
+
+class OversizedImage(ImageConversionError):
+    """A compressed frame whose header declares more than max_pixels pixels (not decoded)."""
+
+    def __init__(self, height, width, max_pixels):
+        super(OversizedImage, self).__init__('a {}x{} frame is more than {} pixels'.format(
+            width, height, max_pixels))
+        self.pixels = height * width
+
+
+def compressed_format(msg):
+    """'jpeg' or 'png': what the data's signature says, checked against msg.format (an
+    image_transport string such as 'jpeg', 'png' or 'rgb8; jpeg compressed bgr8'; empty
+    leaves it to the signature)."""
+    head = bytes(memoryview(msg.data)[:8])
+    found = next((name for name, signature in _SIGNATURES if head.startswith(signature)), None)
+    if found is None:
+        raise ImageConversionError('compressed data is neither JPEG nor PNG (starts {!r})'.format(
+            head[:4]))
+    declared = set(_FORMAT_WORDS[word] for word in re.findall(r'[a-z]+', msg.format.lower())
+                   if word in _FORMAT_WORDS)
+    if msg.format.strip() and declared != {found}:
+        raise ImageConversionError('format {!r} does not match the data, which is {}'.format(
+            msg.format[:40], found.upper()))
+    return found
+
+
+def _png_size(data):
+    """(height, width) from the IHDR chunk, which the PNG standard puts first."""
+    if len(data) < 33 or bytes(data[8:16]) != b'\x00\x00\x00\x0dIHDR':
+        raise ImageConversionError('PNG without an IHDR header')
+    if zlib.crc32(data[12:29]) & 0xFFFFFFFF != struct.unpack('>I', data[29:33])[0]:
+        raise ImageConversionError('PNG header is damaged (IHDR checksum)')
+    width, height = struct.unpack('>II', data[16:24])
+    return height, width
+
+
+def _jpeg_size(data):
+    """(height, width) from the first SOF0/1/2 segment; other segments are skipped by their
+    lengths, and anything malformed or unsupported before the frame header raises."""
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            raise ImageConversionError('JPEG has no marker at byte {}'.format(offset))
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        offset += 2
+        if marker in _JPEG_STANDALONE:
+            continue
+        length = struct.unpack('>H', data[offset:offset + 2])[0]
+        if marker in _JPEG_FRAMES:
+            if length < 8 or offset + 7 > len(data):
+                raise ImageConversionError('JPEG frame header is truncated')
+            height, width = struct.unpack('>HH', data[offset + 3:offset + 7])
+            return height, width
+        if marker in _JPEG_OTHER_FRAMES:
+            raise ImageConversionError('JPEG process SOF{} is not supported (baseline, '
+                                       'extended or progressive only)'.format(marker - 0xC0))
+        if marker in (0xD8, 0xD9, 0xDA) or length < 2:
+            raise ImageConversionError('JPEG has no frame header before marker 0x{:02X}'.format(
+                marker))
+        offset += length
+    raise ImageConversionError('JPEG ends before its frame header')
+
+
+def compressed_image_size(msg):
+    """(height, width) that a JPEG or PNG frame's header declares, without decoding it."""
+    data = memoryview(msg.data).cast('B')
+    height, width = (_png_size if compressed_format(msg) == 'png' else _jpeg_size)(data)
+    if not height or not width:
+        raise ImageConversionError('compressed frame declares an empty {}x{} image'.format(
+            width, height))
+    return height, width
+
+
+_decoder_output_lock = threading.Lock()
+_decoder_output = []  # [a temporary file], made on first use
+
+
+def _decode_capturing_messages(data):
+    """cv2.imdecode with fd 2 pointed at a temporary file; returns (image, decoder messages).
+
+    libjpeg and libpng print from C, once per damaged frame. Other threads (DDS, logging)
+    keep writing to fd 2 meanwhile: what is not a decoder message goes on to stderr, so
+    nothing is lost. One decode at a time; without a usable fd 2 it just decodes."""
+    with _decoder_output_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            return cv2.imdecode(data, cv2.IMREAD_COLOR), []
+        if not _decoder_output:
+            _decoder_output.append(tempfile.TemporaryFile())
+        capture = _decoder_output[0].fileno()
+        try:
+            os.dup2(capture, 2)
+            try:
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        written = os.lseek(capture, 0, os.SEEK_CUR)
+        if not written:
+            return image, []
+        os.lseek(capture, 0, os.SEEK_SET)
+        lines = os.read(capture, written).splitlines(True)
+        os.lseek(capture, 0, os.SEEK_SET)
+        os.ftruncate(capture, 0)
+    messages = [line for line in lines if _DECODER_MESSAGE.match(line)]
+    others = b''.join(line for line in lines if not _DECODER_MESSAGE.match(line))
+    if others:
+        os.write(2, others)
+    return image, messages
+
+
+def compressed_msg_to_rgb(msg, max_pixels=None):
+    """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to a uint8 HxWx3 RGB array.
+
+    The header is read first: a frame of more than max_pixels pixels raises OversizedImage
+    before anything is decoded. Data that the decoder refuses or reports damaged raises
+    ImageConversionError; the decoder's messages go into it, not to stderr."""
+    height, width = compressed_image_size(msg)
+    if max_pixels is not None and height * width > max_pixels:
+        raise OversizedImage(height, width, max_pixels)
+    try:
+        bgr, messages = _decode_capturing_messages(np.frombuffer(msg.data, dtype=np.uint8))
+    except cv2.error as error:  # e.g. more than OpenCV's CV_IO_MAX_IMAGE_PIXELS
+        raise ImageConversionError('cannot decode compressed frame: {}'.format(
+            str(error).strip().splitlines()[-1][:200]))
+    damage = [line for line in messages if _DAMAGE_MESSAGE.match(line)]
+    if bgr is None or damage:
+        reason = (damage or messages or [b'the decoder refused it'])[0]
+    elif bgr.shape[:2] != (height, width):
+        reason = b'decoded %dx%d, its header says %dx%d' % (
+            bgr.shape[1], bgr.shape[0], width, height)
+    else:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    raise ImageConversionError('cannot decode compressed frame ({}, {} bytes): {}'.format(
+        compressed_format(msg).upper(), len(msg.data),
+        reason.decode('utf-8', 'replace').strip()[:200]))
 
 
 # The `format` of the CompressedImage messages rgb_to_compressed_msg builds.

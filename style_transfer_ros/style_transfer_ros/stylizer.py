@@ -3,10 +3,13 @@
 Plain Python (no ROS) that works with Python 3.6 + tflite_runtime 2.5 /
 tensorflow 2.6 on a Jetson Nano as well as with ai-edge-litert 2.x.
 """
+import ctypes
+import errno
 import importlib
 import numbers
 import os
 import re
+import stat
 
 import cv2
 import numpy as np
@@ -34,7 +37,41 @@ DRY_RUN_SIDE = 64
 # size it is allocated for.
 RELEASE_FACTOR = 4
 
+MAX_MODEL_BYTES = 256 * 2 ** 20  # far above any style network; bounds what a load reads
+FILE_MISSING = 'file does not exist'
+_FILE_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
+               (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a character device'),
+               (stat.S_ISBLK, 'a block device'))
+
 _runtime_cache = {}
+
+
+def give_back_freed_memory():
+    """Return the C heap's free pages to the system (glibc's malloc_trim; elsewhere nothing).
+    glibc keeps what a huge frame's buffers freed for reuse, and small frames never reuse it."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    malloc_trim(0)
+
+
+def regular_file_problem(path, max_bytes):
+    """Why path is no regular file of at most max_bytes, or None. Only stat looks at it: a
+    FIFO, socket or device is never opened (opening a FIFO waits for a writer)."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return FILE_MISSING
+        return 'cannot stat it: {}'.format(error.strerror or error)
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(info.st_mode)),
+                    'a special file')
+        return 'is {}, not a regular file'.format(kind)
+    if info.st_size > max_bytes:
+        return 'is {} bytes, more than the {} bytes allowed'.format(info.st_size, max_bytes)
+    return None
 
 
 def find_runtime():
@@ -227,8 +264,9 @@ class Stylizer(object):
 
     def _load(self, interpreter_class):
         path = self.model_path
-        if not os.path.isfile(path):
-            raise ModelError(path, 'file does not exist')
+        problem = regular_file_problem(path, MAX_MODEL_BYTES)
+        if problem:
+            raise ModelError(path, problem)
         try:
             with open(path, 'rb') as model_file:
                 self._model_content = model_file.read()

@@ -20,6 +20,7 @@ Runs on rclpy from Humble on (Python 3.6 on the Jetson Nano container), so only 
 syntax that exist there are used.
 """
 
+import signal
 import threading
 import time
 
@@ -39,14 +40,17 @@ from style_transfer_interfaces.srv import ListStyles, SetStyle
 
 from style_transfer_ros import frame_statistics
 from style_transfer_ros.catalog import Catalog, SelectionError
-from style_transfer_ros.image_conversion import (ImageConversionError, compressed_msg_to_rgb,
-                                                 image_msg_to_rgb, parse_serialized_image,
-                                                 rgb_to_compressed_msg, serialize_image)
+from style_transfer_ros.image_conversion import (ImageConversionError, OversizedImage,
+                                                 compressed_msg_to_rgb, image_msg_to_rgb,
+                                                 parse_serialized_image, rgb_to_compressed_msg,
+                                                 serialize_image)
 from style_transfer_ros.node_parameters import SPECS, Settings, cores, model_directories
-from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
+from style_transfer_ros.stylizer import (RELEASE_FACTOR, ModelError, Stylizer,
+                                         give_back_freed_memory, runtime_target)
 
 LOG_PERIOD = 10.0  # seconds between the node's one-line rate reports
 WARNING_PERIOD = 5.0  # seconds between two warnings of one kind
+RELEASE_BYTES = 16 * 2 ** 20  # frames above this (full HD is 6 MB) leave buffers behind
 _PARAMETER_TYPES = {
     'bool': ParameterType.PARAMETER_BOOL, 'integer': ParameterType.PARAMETER_INTEGER,
     'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING}
@@ -105,6 +109,8 @@ class StylizerNode(Node):
         self._mailbox_cond = threading.Condition()
         self._running = True
         self._worker = None  # destroy_node may come before it exists (a failed start-up)
+        self._largest_frame_bytes = 0  # since the last release (see _watch_frame_size)
+        self._painting = threading.Lock()  # held by the worker while it paints a frame
         self._settings = self._declare_parameters()
         self._catalog = Catalog(self._model_dirs(self._settings), target=runtime_target())
         for problem in self._catalog.problems:
@@ -134,23 +140,13 @@ class StylizerNode(Node):
 
     def _wire(self):
         """Topics, services and timers; everything here runs on the one executor thread."""
-        self._publisher = self.create_publisher(
-            Image, 'image_stylized', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._publisher = self._advertise_output()
         # image_transport's naming: <base topic, after remapping>/compressed.
         self._compressed_publisher = self.create_publisher(
             CompressedImage, self._publisher.topic_name + '/compressed',
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        sensor_qos = QoSProfile(depth=self._settings.qos_depth,
-                                reliability=ReliabilityPolicy.BEST_EFFORT,
-                                history=HistoryPolicy.KEEP_LAST)
         self._compressed_input = self._settings.input_transport == 'compressed'
-        if self._compressed_input:
-            self._input = self.create_subscription(
-                CompressedImage, self.resolve_topic_name('image') + '/compressed',
-                self._on_frame, sensor_qos)
-        else:  # serialized: the worker reads the pixels in place (image_conversion)
-            self._input = self.create_subscription(
-                Image, 'image', self._on_frame, sensor_qos, raw=True)
+        self._input = self._subscribe_input()
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(SetStyle, '~/set_style', self._on_set_style)
         self.create_service(ListStyles, '~/list_styles', self._on_list_styles)
@@ -158,6 +154,23 @@ class StylizerNode(Node):
                                                     self._publish_diagnostics)
         # Clears blend_weights after a style change they no longer fit (see _load_active).
         self._clear_weights = self.create_guard_condition(self._on_clear_weights)
+        # Gives back what a huge frame left behind (see _watch_frame_size).
+        self._release_buffers = self.create_guard_condition(self._on_release_buffers)
+
+    def _advertise_output(self):
+        return self.create_publisher(
+            Image, 'image_stylized', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _subscribe_input(self):
+        sensor_qos = QoSProfile(depth=self._settings.qos_depth,
+                                reliability=ReliabilityPolicy.BEST_EFFORT,
+                                history=HistoryPolicy.KEEP_LAST)
+        if self._compressed_input:
+            return self.create_subscription(
+                CompressedImage, self.resolve_topic_name('image') + '/compressed',
+                self._on_frame, sensor_qos)
+        # Serialized: the worker reads the pixels in place (image_conversion).
+        return self.create_subscription(Image, 'image', self._on_frame, sensor_qos, raw=True)
 
     def _model_dirs(self, settings):
         return model_directories(settings.model_dirs)
@@ -220,6 +233,17 @@ class StylizerNode(Node):
             self._diagnostics_timer = self.create_timer(settings.diagnostics_period,
                                                         self._publish_diagnostics)
         return SetParametersResult(successful=True)
+
+    def _on_release_buffers(self):
+        """A new subscription and output publisher, between two frames: DDS readers and
+        writers size their sample buffers for the largest sample and keep them while they
+        live. Then the C heap's freed pages go back to the system."""
+        self.destroy_subscription(self._input)
+        self._input = self._subscribe_input()
+        with self._painting:
+            self.destroy_publisher(self._publisher)
+            self._publisher = self._advertise_output()
+        give_back_freed_memory()
 
     def _on_clear_weights(self):
         if self._settings.blend_weights == [] and self.get_parameter('blend_weights').value:
@@ -294,40 +318,65 @@ class StylizerNode(Node):
             msg = self._next_frame()
             if msg is None:
                 continue
-            settings, active = self._settings, self._active  # one consistent state per frame
-            raw_out = self._publisher.get_subscription_count()
-            jpeg_out = self._compressed_publisher.get_subscription_count()
-            if settings.lazy and not raw_out and not jpeg_out:
-                self._statistics.count('idle')
-                continue
             try:
-                self._process(msg, settings, active, raw_out or not settings.lazy, jpeg_out)
-            except ImageConversionError as error:
-                self._statistics.count('bad', str(error))
-                self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
-            except Exception as error:  # keep painting whatever a frame or model throws
+                with self._painting:
+                    self._paint(msg, self._settings, self._active)  # one consistent state
+            except Exception:
                 if not self.context.ok():  # SIGINT/SIGTERM shut rclpy down under us
                     return
-                self._statistics.count('failed', repr(error))
-                self._warn_throttled('failure', 'frame failed: %r' % (error,))
+                raise
+
+    def _paint(self, msg, settings, active):
+        """Count and paint one frame; a bad frame or a failing model never stops the worker."""
+        raw_out = self._publisher.get_subscription_count()
+        jpeg_out = self._compressed_publisher.get_subscription_count()
+        if settings.lazy and not raw_out and not jpeg_out:
+            self._statistics.count('idle')
+            return
+        pixels = 0
+        try:
+            pixels = self._process(msg, settings, active, raw_out or not settings.lazy,
+                                   jpeg_out)
+        except OversizedImage as error:
+            self._drop_oversized(error.pixels, settings)
+        except ImageConversionError as error:
+            self._statistics.count('bad', str(error))
+            self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
+        except Exception as error:  # keep painting whatever a model throws
+            if not self.context.ok():
+                raise
+            self._statistics.count('failed', repr(error))
+            self._warn_throttled('failure', 'frame failed: %r' % (error,))
+        self._watch_frame_size(max(3 * pixels, len(msg.data if self._compressed_input else msg)))
+
+    def _watch_frame_size(self, frame_bytes):
+        """Once frames are RELEASE_FACTOR times smaller than the largest one since the last
+        release (if that was over RELEASE_BYTES), have the executor give back its memory."""
+        if frame_bytes > self._largest_frame_bytes:
+            self._largest_frame_bytes = frame_bytes
+        elif (self._largest_frame_bytes > RELEASE_BYTES
+              and frame_bytes * RELEASE_FACTOR < self._largest_frame_bytes):
+            self._largest_frame_bytes = frame_bytes
+            self._release_buffers.trigger()
+
+    def _drop_oversized(self, pixels, settings):
+        self._statistics.count('oversized')
+        self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
+                             % (pixels, settings.max_input_pixels))
 
     def _process(self, msg, settings, active, raw_out, jpeg_out):
+        """Paint and publish one frame; return the pixels of its largest image (0: dropped)."""
         if self._compressed_input:
             stamp, frame_id = msg.header.stamp, msg.header.frame_id
             stamp_sec, stamp_nanosec = stamp.sec, stamp.nanosec
-            rgb = compressed_msg_to_rgb(msg)
-            pixels = rgb.shape[0] * rgb.shape[1]
+            rgb = compressed_msg_to_rgb(msg, max_pixels=settings.max_input_pixels)
         else:
             image = parse_serialized_image(msg)
             stamp_sec, stamp_nanosec, frame_id = (image.stamp_sec, image.stamp_nanosec,
                                                   image.frame_id)
-            pixels = image.width * image.height
-        if pixels > settings.max_input_pixels:
-            self._statistics.count('oversized')
-            self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
-                                 % (pixels, settings.max_input_pixels))
-            return
-        if not self._compressed_input:
+            if image.width * image.height > settings.max_input_pixels:
+                self._drop_oversized(image.width * image.height, settings)
+                return 0
             rgb = image_msg_to_rgb(image, copy=False)
         started = time.monotonic()
         stylized = active.stylizer.stylize(rgb, style_weights=active.weights,
@@ -346,6 +395,7 @@ class StylizerNode(Node):
             self._statistics.add_time(
                 'latency_ms', (now - (stamp_sec * 10 ** 9 + stamp_nanosec)) / 1e6)
         self._statistics.count('published')
+        return max(rgb.shape[0] * rgb.shape[1], stylized.shape[0] * stylized.shape[1])
 
     def _warn_throttled(self, kind, message):
         """Warn at most once per WARNING_PERIOD per kind, saying how many of that kind were
@@ -407,6 +457,13 @@ class StylizerNode(Node):
         return super(StylizerNode, self).destroy_node()
 
 
+def _ignore_stop_signals():
+    """From here on the node is stopping: `ros2 launch` and the terminal both send SIGINT on
+    Ctrl-C, and a second signal must not interrupt destroy_node with a KeyboardInterrupt."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main(args=None):
     rclpy.init(args=args)
     node = None
@@ -423,10 +480,17 @@ def main(args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # A signal shut rclpy down while spin was building its wait set (RCLError: the
+        # context is not valid): a stop like any other.
     finally:
+        _ignore_stop_signals()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_stop_signals()  # try_shutdown put back the handlers from before rclpy.init
 
 
 if __name__ == '__main__':

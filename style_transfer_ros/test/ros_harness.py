@@ -183,12 +183,13 @@ class NodeUnderTest(object):
                 return values
         raise AssertionError('no matching diagnostics; node log:\n' + self.log())
 
-    def publish_until(self, msg, predicate, timeout=30.0):
-        """Publish msg once per diagnostics message until the diagnostics satisfy predicate
-        (the input is best effort, so one publication may be lost)."""
+    def publish_until(self, msg, predicate, timeout=30.0, publisher=None):
+        """Publish msg (on publisher, default the raw input) once per diagnostics message until
+        the diagnostics satisfy predicate (the input is best effort, so one publication may be
+        lost)."""
         deadline = _Deadline(timeout)
         while not deadline.passed():
-            self.publisher.publish(msg)
+            (publisher or self.publisher).publish(msg)
             try:
                 values = self.diagnostics.get(timeout=min(2.0, deadline.left()))
             except queue.Empty:
@@ -199,6 +200,10 @@ class NodeUnderTest(object):
 
     def log(self):
         return self._node_process.log_tail(6000)
+
+    def memory_mb(self, key='VmRSS'):
+        """The node's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
+        return self._node_process.memory_mb(key)
 
     def stop(self, sig=signal.SIGINT, timeout=30.0):
         """Signal the node and return its exit code."""

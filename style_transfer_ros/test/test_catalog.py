@@ -1,6 +1,7 @@
 """Catalog scanning and style selection (no model is run here)."""
 import json
 import os
+import socket
 
 import pytest
 
@@ -217,7 +218,7 @@ def test_corrupt_or_unreadable_model_files_are_not_listed(tmp_path):
     assert len(catalog.problems) == 3, problems
     for name in ('zeros', 'header_only'):
         assert '{}.tflite: not a TFLite model (no TFL3 identifier'.format(name) in problems
-    assert 'folder.tflite: unreadable model file' in problems
+    assert 'folder.tflite: is a directory, not a regular file' in problems
     with pytest.raises(SelectionError, match=r"style 'zeros' is not usable: .*zeros\.tflite: "
                                              'not a TFLite model'):
         catalog.resolve('zeros')
@@ -232,5 +233,66 @@ def test_unreadable_sidecar_is_a_problem_not_a_crash(tmp_path):
     catalog = Catalog([str(tmp_path)])
     assert list(catalog.entries) == ['good']
     assert len(catalog.problems) == 1
-    assert ('odd.tflite: unreadable sidecar odd.json: [Errno 21] Is a directory'
-            in catalog.problems[0])
+    assert 'odd.tflite: sidecar odd.json is a directory, not a regular file' in catalog.problems[0]
+
+
+def _fifo(path):
+    os.mkfifo(str(path))
+    return str(path)
+
+
+def test_fifos_sockets_and_devices_are_problems_never_opened(tmp_path):
+    """A FIFO blocks open() until a writer comes: the scan must stat, not open."""
+    add_model(tmp_path, 'good')
+    add_model(tmp_path, 'fifo_model')
+    os.remove(str(tmp_path / 'fifo_model.tflite'))
+    _fifo(tmp_path / 'fifo_model.tflite')
+    add_model(tmp_path, 'fifo_sidecar', sidecar=False)
+    _fifo(tmp_path / 'fifo_sidecar.json')
+    add_model(tmp_path, 'device', sidecar=False)
+    os.symlink('/dev/zero', str(tmp_path / 'device.json'))
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        add_model(tmp_path, 'sock', sidecar=False)
+        listener.bind(str(tmp_path / 'sock.json'))
+        catalog = Catalog([str(tmp_path)])
+    finally:
+        listener.close()
+    assert list(catalog.entries) == ['good']
+    problems = '\n'.join(catalog.problems)
+    assert 'fifo_model.tflite: is a FIFO, not a regular file; skipped' in problems
+    assert 'fifo_sidecar.tflite: sidecar fifo_sidecar.json is a FIFO' in problems
+    assert 'device.tflite: sidecar device.json is a character device' in problems
+    assert 'sock.tflite: sidecar sock.json is a socket' in problems
+    with pytest.raises(SelectionError, match=r"style 'fifo_model' is not usable: .*is a FIFO"):
+        catalog.resolve('fifo_model')
+    with pytest.raises(SelectionError, match='fifo_model.tflite: is a FIFO, not a regular file'):
+        catalog.resolve('fifo_model.tflite', allow_model_paths=True)
+
+
+def test_big_sidecars_are_not_read(tmp_path):
+    add_model(tmp_path, 'huge')
+    with open(str(tmp_path / 'huge.json'), 'a') as sidecar:
+        sidecar.write(' ' * (2 ** 20))
+    catalog = Catalog([str(tmp_path)])
+    assert not catalog.entries
+    assert 'sidecar huge.json is 1' in catalog.problems[0]
+    assert 'bytes, more than the 1048576 bytes allowed' in catalog.problems[0]
+
+
+@pytest.mark.parametrize('text, reason', [
+    (u'{not json', 'unreadable sidecar odd.json: Expecting property name'),
+    (u'{"name": "odd"}', 'invalid sidecar: missing "format_version"'),
+])
+def test_requests_for_a_model_with_a_bad_sidecar_say_why(tmp_path, text, reason):
+    add_model(tmp_path, 'odd', sidecar=False)
+    (tmp_path / 'odd.json').write_text(text)
+    with pytest.raises(SelectionError, match="style 'odd' is not usable: .*odd.tflite: " + reason):
+        Catalog([str(tmp_path)]).resolve('odd')
+
+
+@pytest.mark.parametrize('style', ['float_dynamic\n', ' float_dynamic', 'float_dynamic\t',
+                                   'multi_style/cool '])
+def test_names_are_exact(catalog, style):
+    with pytest.raises(SelectionError):
+        catalog.resolve(style)

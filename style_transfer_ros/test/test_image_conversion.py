@@ -1,4 +1,5 @@
 """sensor_msgs/Image <-> numpy conversion, checked against known pixel values and OpenCV."""
+import os
 import sys
 import types
 
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip('sensor_msgs.msg')
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+import hostile_images  # noqa: E402
 from style_transfer_ros import image_conversion  # noqa: E402
 from style_transfer_ros.image_conversion import (  # noqa: E402
     ImageConversionError, SUPPORTED_ENCODINGS, image_msg_to_rgb, rgb_to_image_msg)
@@ -225,6 +227,80 @@ def test_compressed_round_trip_is_close():
 
 
 def test_undecodable_compressed_frame_is_a_conversion_error():
-    from sensor_msgs.msg import CompressedImage
     with pytest.raises(ImageConversionError):
         image_conversion.compressed_msg_to_rgb(CompressedImage(format='jpeg', data=b'\x00' * 9))
+
+
+@pytest.mark.parametrize('data, fmt', [
+    (hostile_images.encoded('.jpg'), 'jpeg'),
+    (hostile_images.encoded('.jpg'), 'rgb8; jpeg compressed bgr8'),
+    (hostile_images.encoded('.png'), 'png'),
+    (hostile_images.encoded('.png'), 'bgr8; png compressed bgr8'),
+    (hostile_images.encoded('.png'), ''),
+])
+def test_jpeg_and_png_are_decoded_in_any_image_transport_format(data, fmt):
+    rgb = image_conversion.compressed_msg_to_rgb(CompressedImage(format=fmt, data=data))
+    assert rgb.shape == (96, 128, 3)
+    assert np.abs(rgb.astype(int) - hostile_images.smooth_frame(96, 128)).mean() < 3
+
+
+@pytest.mark.parametrize('kind', sorted(hostile_images.OTHER_FORMATS))
+def test_other_formats_are_refused(kind):
+    msg = CompressedImage(format=kind, data=hostile_images.OTHER_FORMATS[kind])
+    with pytest.raises(ImageConversionError, match='neither JPEG nor PNG'):
+        image_conversion.compressed_msg_to_rgb(msg)
+
+
+def test_data_must_match_its_format():
+    msg = CompressedImage(format='png', data=hostile_images.encoded('.jpg'))
+    with pytest.raises(ImageConversionError, match="format 'png' does not match"):
+        image_conversion.compressed_msg_to_rgb(msg)
+
+
+@pytest.mark.parametrize('data, size', [
+    (hostile_images.png_bomb(20000), (20000, 20000)),
+    (hostile_images.png_declaring(100000, 100000), (100000, 100000)),
+    (hostile_images.jpeg_declaring(20000, 15000), (15000, 20000)),
+    (hostile_images.jpeg_declaring(20000, 15000, progressive=True), (15000, 20000)),
+])
+def test_headers_declare_the_size_and_big_frames_are_not_decoded(data, size, monkeypatch):
+    msg = CompressedImage(format='', data=data)
+    assert image_conversion.compressed_image_size(msg) == size
+    monkeypatch.setattr(image_conversion.cv2, 'imdecode', None)  # must not be reached
+    with pytest.raises(image_conversion.OversizedImage) as error:
+        image_conversion.compressed_msg_to_rgb(msg, max_pixels=640 * 480)
+    assert error.value.pixels == size[0] * size[1]
+
+
+def test_what_the_decoder_refuses_is_a_conversion_error():
+    """OpenCV raises cv2.error beyond CV_IO_MAX_IMAGE_PIXELS (2**30 by default)."""
+    msg = CompressedImage(format='png', data=hostile_images.png_declaring(40000, 40000))
+    with pytest.raises(ImageConversionError, match='cannot decode'):
+        image_conversion.compressed_msg_to_rgb(msg, max_pixels=2 ** 31 - 1)
+
+
+@pytest.mark.parametrize('data, fmt, reason', [
+    (hostile_images.truncated_png(), 'png', 'PNG input buffer is incomplete'),
+    (hostile_images.corrupt_jpeg(), 'jpeg', 'Corrupt JPEG data'),
+])
+def test_damaged_frames_raise_with_the_decoder_message_off_stderr(data, fmt, reason, capfd):
+    with pytest.raises(ImageConversionError, match=reason):
+        image_conversion.compressed_msg_to_rgb(CompressedImage(format=fmt, data=data))
+    captured = capfd.readouterr()
+    assert reason not in captured.err and reason not in captured.out
+
+
+def test_other_threads_output_during_a_decode_reaches_stderr(monkeypatch, capfd):
+    decode = image_conversion.cv2.imdecode
+
+    def noisy_decode(data, flags):
+        os.write(2, b'[WARN] [1.0] [other_thread]: still here\n')
+        os.write(2, b'Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n')
+        return decode(data, flags)
+
+    monkeypatch.setattr(image_conversion.cv2, 'imdecode', noisy_decode)
+    with pytest.raises(ImageConversionError, match='extraneous bytes'):
+        image_conversion.compressed_msg_to_rgb(
+            CompressedImage(format='jpeg', data=hostile_images.encoded('.jpg')))
+    err = capfd.readouterr().err
+    assert '[other_thread]: still here' in err and 'Corrupt JPEG' not in err

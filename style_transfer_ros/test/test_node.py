@@ -1,6 +1,7 @@
 """End to end: the real node in its own process, real rclpy and DDS on loopback."""
 
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('style_transfer_interfaces.srv')
 
 from ros_harness import NodeUnderTest, image_msg, make_frame  # noqa: E402
+from ros_processes import CameraProcess  # noqa: E402
 from style_transfer_ros.image_conversion import image_msg_to_rgb  # noqa: E402
 
 FRAME = make_frame(48, 64)
@@ -264,12 +266,42 @@ def test_no_inference_without_subscribers(model_dir):
         assert lazy.close() == 0
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
-def test_signals_shut_down_cleanly(model_dir, sig):
+# (signals, seconds between them): SIGTERM (systemd, docker), and SIGINT twice as Ctrl-C on
+# `ros2 launch` sends it (the terminal, then launch), the second at several stages of the stop.
+STOPS = [((signal.SIGTERM,), 0.0)] * 5 + [
+    ((signal.SIGINT, signal.SIGINT), delay) for delay in (0.0, 0.002, 0.01, 0.03, 0.1)]
+
+
+def test_every_stop_under_a_stream_is_clean(model_dir, tmp_path):
+    """Ten stops while a camera streams at 30 fps and the worker paints: exit code 0 and no
+    traceback, however the signals arrive."""
+    failures = []
+    for index, (signals, delay) in enumerate(STOPS):
+        node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                              'num_threads': 1})
+        camera = CameraProcess(node.input_topic, 30, str(tmp_path / ('camera_%d.log' % index)),
+                               width=320, height=240)
+        try:
+            node.outputs.get(timeout=30.0)  # painting
+            node.process.send_signal(signals[0])
+            for sig in signals[1:]:
+                time.sleep(delay)  # the gap between the two signals, not a synchronization
+                node.process.send_signal(sig)
+            code = node.process.wait(timeout=30.0)
+            if code != 0 or 'Traceback' in node.log():
+                failures.append('%s %.3f s: exit %s\n%s' % (
+                    '+'.join(signal.Signals(s).name for s in signals), delay, code, node.log()))
+        finally:
+            camera.stop()
+            node.close()
+    assert not failures, '\n'.join(failures)
+
+
+def test_signals_shut_down_cleanly(model_dir):
     node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic'})
     try:
         assert node.stylized(FRAME).shape == FRAME.shape
-        assert node.stop(sig) == 0, node.log()
+        assert node.stop(signal.SIGINT) == 0, node.log()
         assert 'Traceback' not in node.log()
         assert 'Deprecat' not in node.log()
     finally:

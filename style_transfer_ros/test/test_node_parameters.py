@@ -69,9 +69,12 @@ def _report(statistics, lazy_idle=False, timeout=5.0):
 
 def test_report_levels_follow_what_the_frames_did():
     statistics = frame_statistics.FrameStatistics()
-    silent = _report(statistics)
+    starting = _report(statistics)
+    assert (starting.level, starting.message) == (frame_statistics.OK,
+                                                  'no frame received yet on /camera/image')
+    silent = _report(statistics, timeout=0.0)
     assert (silent.level, silent.message) == (frame_statistics.WARN,
-                                              'no frames on /camera/image for ever')
+                                              'no frame received yet on /camera/image')
 
     for _ in range(10):
         statistics.count('received')
@@ -99,6 +102,10 @@ def test_report_levels_follow_what_the_frames_did():
     failing = _report(statistics)
     assert (failing.level, failing.message) == (frame_statistics.ERROR,
                                                 'inference fails: RuntimeError: boom')
+
+    pause = _report(statistics)  # no frame in this window, input_timeout not reached
+    assert pause.level == frame_statistics.OK
+    assert pause.message.startswith('no new frame for 0.') and pause.message.endswith(' s')
 
     statistics.count('received')
     stale = _report(statistics, timeout=0.0)

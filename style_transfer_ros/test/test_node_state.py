@@ -1,7 +1,9 @@
 """The node's state under hostile use: one validated path for every change, parameters that a
 ROS user can always set, bounded memory, clear errors and honest diagnostics."""
 import importlib.util
+import os
 import queue
+import shutil
 import threading
 import time
 
@@ -17,7 +19,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from style_transfer_interfaces.srv import ListStyles  # noqa: E402
 
+import hostile_images  # noqa: E402
 from ros_harness import NodeUnderTest, image_msg, make_frame  # noqa: E402
 from style_transfer_ros.image_conversion import (compressed_msg_to_rgb,  # noqa: E402
                                                  rgb_to_compressed_msg)
@@ -200,6 +204,143 @@ def test_compressed_input(model_dir):
         assert node.close() == 0
 
 
+PEAK_RSS_LIMIT_MB = 600  # issue 21: a 20000 x 20000 frame took the node to 2.5 GB
+
+
+def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_dir):
+    """20000 x 20000 PNG and JPEG headers are dropped as oversized before decoding (peak RSS
+    stays under PEAK_RSS_LIMIT_MB); other formats and damaged data are bad frames, without
+    libpng/libjpeg lines in the log; what the decoder refuses is not an inference failure."""
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'input_transport': 'compressed', 'num_threads': 1,
+                          'diagnostics_period': 0.2})
+    try:
+        publisher = node.node.create_publisher(CompressedImage, node.input_topic + '/compressed',
+                                               10)
+
+        def send_until(data, fmt, counter):
+            before = int(node.next_diagnostics()[counter])
+            msg = CompressedImage(format=fmt, data=data)
+            return node.publish_until(msg, lambda v: int(v[counter]) > before,
+                                      publisher=publisher)
+
+        for data, fmt in ((hostile_images.png_bomb(20000), 'png'),
+                          (hostile_images.jpeg_declaring(20000, 20000), 'jpeg'),
+                          (hostile_images.jpeg_declaring(20000, 20000, progressive=True),
+                           'rgb8; jpeg compressed bgr8')):
+            send_until(data, fmt, 'oversized_frames')
+        print('peak RSS %.1f MB after the bombs' % node.memory_mb('VmHWM'))  # with -s
+        assert node.memory_mb('VmHWM') < PEAK_RSS_LIMIT_MB, node.memory_mb('VmHWM')
+        assert 'dropping a 400000000-pixel frame: max_input_pixels is 16777216' in node.log()
+
+        assert node.set_parameter('max_input_pixels', 2 ** 31 - 1).successful
+        damaged = [(hostile_images.png_declaring(40000, 40000), 'png'),  # OpenCV refuses it
+                   (hostile_images.truncated_png(), 'png'),
+                   (hostile_images.corrupt_jpeg(), 'jpeg'),
+                   (hostile_images.encoded('.jpg'), 'png')]
+        damaged += [(data, '') for data in hostile_images.OTHER_FORMATS.values()]
+        for data, fmt in damaged:
+            values = send_until(data, fmt, 'bad_frames')
+            assert values['level'] != 2 and values['failed_frames'] == '0', values
+        assert node.memory_mb('VmHWM') < PEAK_RSS_LIMIT_MB, node.memory_mb('VmHWM')
+        noise = [line for line in node.log().splitlines()
+                 if line.startswith(('libpng', 'Corrupt JPEG', 'Premature end', '[ WARN:'))]
+        assert not noise, node.log()
+
+        good = CompressedImage(format='png', data=hostile_images.encoded('.png', 48, 64))
+        values = node.publish_until(good, lambda v: int(v['published_frames']) > 0,
+                                    publisher=publisher)
+        assert values['level'] == 0, values
+    finally:
+        assert node.close() == 0, node.log()
+
+
+SERVICE_ANSWER_S = 2.0  # issue 21: a FIFO in model_dirs left services unanswered for ever
+
+
+def _hostile_model_dir(model_dir, folder):
+    """A FIFO model with a valid sidecar, a real model with a FIFO sidecar, a real model with
+    an invalid sidecar."""
+    folder.mkdir()
+    sidecar = (model_dir / 'float_dynamic.json').read_text()
+    (folder / 'piped.json').write_text(sidecar.replace('"float_dynamic"', '"piped"'))
+    os.mkfifo(str(folder / 'piped.tflite'))
+    shutil.copy(str(model_dir / 'float_dynamic.tflite'), str(folder / 'plain.tflite'))
+    os.mkfifo(str(folder / 'plain.json'))
+    shutil.copy(str(model_dir / 'float_dynamic.tflite'), str(folder / 'odd.tflite'))
+    (folder / 'odd.json').write_text(u'{"name": "odd"}')
+    return str(folder)
+
+
+def _answered_quickly(node, srv_type, service, request):
+    return node.call(srv_type, service, request, timeout=SERVICE_ANSWER_S)
+
+
+def test_fifos_in_model_dirs_block_neither_start_up_nor_a_live_change(model_dir, tmp_path):
+    hostile = _hostile_model_dir(model_dir, tmp_path / 'hostile')
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'num_threads': 1})
+    try:
+        change = Parameter('model_dirs', value=[str(model_dir), hostile]).to_parameter_msg()
+        result = _answered_quickly(node, SetParameters, 'set_parameters',
+                                   SetParameters.Request(parameters=[change])).results[0]
+        assert result.successful, result.reason
+        styles = _answered_quickly(node, ListStyles, 'list_styles', ListStyles.Request())
+        assert 'piped' not in [style.name for style in styles.styles]
+        for style, reason in (('piped', 'piped.tflite: is a FIFO, not a regular file'),
+                              ('plain', 'plain.tflite: sidecar plain.json is a FIFO'),
+                              ('odd', 'odd.tflite: invalid sidecar: missing "format_version"'),
+                              ('float_dynamic\n', "unknown style 'float_dynamic\\n'")):
+            reply = node.set_style(style)
+            assert not reply.success and reason in reply.message, (style, reply.message)
+            assert reply.active_style.startswith('float_dynamic')
+        assert node.stylized(FRAME).shape == FRAME.shape
+    finally:
+        assert node.close() == 0, node.log()
+
+    started = NodeUnderTest({'model_dirs': [hostile, str(model_dir)], 'style': 'float_dynamic',
+                             'num_threads': 1}, ready_timeout=30.0)
+    try:
+        styles = _answered_quickly(started, ListStyles, 'list_styles', ListStyles.Request())
+        assert styles.active_style.startswith('float_dynamic')
+        assert 'is a FIFO, not a regular file; skipped' in started.log()
+    finally:
+        assert started.close() == 0, started.log()
+
+
+MEMORY_KEPT_LIMIT_MB = 64  # issue 21: +175 MB stayed after a 3000x3000 frame, +218 MB
+# after a dropped 8000x8000 one (here 6000x6000: 103 MB); what may stay is the interpreter
+# sized for a square frame and the DDS shared-memory segments' touched pages
+
+
+def test_memory_is_given_back_after_huge_raw_frames(model_dir):
+    node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
+                          'num_threads': 1, 'diagnostics_period': 0.2})
+    small = make_frame(480, 640)
+
+    def resident_after_small_frames():
+        for _ in range(10):
+            node.roundtrip(small)
+        return node.memory_mb()
+
+    try:
+        baseline = resident_after_small_frames()
+        assert node.roundtrip(make_frame(3000, 3000), timeout=60.0).width == 3000
+        after_big = resident_after_small_frames()
+        before = int(node.next_diagnostics()['oversized_frames'])
+        huge = image_msg(np.zeros((6000, 6000, 3), np.uint8), node.next_stamp())
+        node.publish_until(huge, lambda v: int(v['oversized_frames']) > before, timeout=60.0)
+        del huge
+        after_dropped = resident_after_small_frames()
+        figures = 'RSS %.1f MB, +%.1f after 3000x3000, +%.1f after a dropped 6000x6000' % (
+            baseline, after_big - baseline, after_dropped - baseline)
+        print(figures)
+        assert after_big - baseline < MEMORY_KEPT_LIMIT_MB, figures
+        assert after_dropped - baseline < MEMORY_KEPT_LIMIT_MB, figures
+    finally:
+        assert node.close() == 0, node.log()
+
+
 def test_default_threads_leave_a_core_and_too_many_warn(model_dir):
     node = NodeUnderTest({'model_dirs': [str(model_dir)], 'style': 'float_dynamic',
                           'diagnostics_period': 0.2})
@@ -217,9 +358,14 @@ def test_diagnostics_warn_when_the_camera_is_silent(model_dir):
                           'diagnostics_period': 0.2, 'input_timeout': 0.5})
     try:
         silent = node.next_diagnostics(lambda v: v['level'] == 1)
-        assert silent['message'].startswith('no frames on ')
+        assert silent['message'] == 'no frame received yet on ' + node.input_topic
+        assert 'no frame received yet on ' + node.input_topic in node.log()
         painting = node.publish_until(node_frame(node), lambda v: v['level'] == 0)
         assert painting['message'].startswith('stylizing at ')
+        paused = node.next_diagnostics(lambda v: v['message'] != painting['message'])
+        assert paused['message'].startswith('no new frame for '), paused  # OK, then WARN
+        assert node.next_diagnostics(lambda v: v['level'] == 1)['message'].startswith(
+            'no frames on %s for ' % node.input_topic)
     finally:
         assert node.close() == 0
 

@@ -180,6 +180,15 @@ def test_missing_file_raises_model_error(tmp_path):
         Stylizer(path)
 
 
+def test_fifo_or_device_raises_its_real_reason_without_blocking(tmp_path):
+    fifo = str(tmp_path / 'fifo.tflite')
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match='fifo.tflite: is a FIFO, not a regular file'):
+        Stylizer(fifo)
+    with pytest.raises(ModelError, match='/dev/zero: is a character device'):
+        Stylizer('/dev/zero')
+
+
 def test_non_tflite_file_raises_model_error(tmp_path):
     path = tmp_path / 'notes.tflite'
     path.write_text(u'this is not a model at all')
