@@ -83,6 +83,11 @@ class ReflectPadToMultiple(layers.Layer):
         return ops.reshape(padded, [shape[0], shape[1] + pad_height, shape[2] + pad_width,
                                     x.shape[-1]])
 
+    def compute_output_shape(self, input_shape):
+        sizes = tuple(None if size is None else size + -size % self.multiple
+                      for size in input_shape[1:3])
+        return tuple(input_shape[:1]) + sizes + (input_shape[3],)
+
     def get_config(self):
         return {**super().get_config(), 'multiple': self.multiple}
 
