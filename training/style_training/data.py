@@ -12,7 +12,7 @@ from .images import IMAGE_SUFFIXES, load_image, resize
 
 TFRECORD_SUFFIXES = ('.tfrecord', '.tfrecords', '.record')
 TFRECORD_IMAGE_KEY = 'image/encoded'  # as written by the Fritz style transfer dataset script
-ARRAY_SUFFIXES = ('.npy', '.npz')  # uint8 [N, H, W, 3] RGB; an .npz holds it as 'images'
+ARRAY_SUFFIXES = ('.npy', '.npz')  # stacks of images, see _image_stack
 MAX_UPSCALE = 1.5  # random rescale of the shorter side between image_size and this times it
 
 
@@ -71,7 +71,8 @@ class ContentImages:
     def __getitem__(self, index):
         kind, source, key = self.items[index]
         if kind == 'array':
-            return np.asarray(source[key])
+            image = source[key]
+            return None if image is None else np.asarray(image)
         if kind == 'file':
             encoded = np.fromfile(source, np.uint8)
         else:
@@ -80,10 +81,32 @@ class ContentImages:
         return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+class EncodedImages:
+    """Images stored as their encoded bytes ('encoded', split at 'offsets'), decoded on
+    demand: RGB uint8, None when one does not decode."""
+
+    def __init__(self, encoded, offsets):
+        self.encoded, self.offsets = encoded, offsets
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index):
+        chunk = self.encoded[self.offsets[index]:self.offsets[index + 1]]
+        bgr = cv2.imdecode(chunk, cv2.IMREAD_COLOR) if chunk.size else None
+        return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _image_stack(path):
-    """uint8 [N, H, W, 3] of an .npy (memory-mapped) or an .npz's 'images'."""
-    stack = np.load(path, mmap_mode='r') if path.suffix.lower() == '.npy' else (
-        np.load(path)['images'])
+    """The images of an .npy (uint8 [N, H, W, 3], memory-mapped) or an .npz: its 'images'
+    (the same) or its 'encoded' and 'offsets' (EncodedImages, as gpu_carry writes them)."""
+    if path.suffix.lower() == '.npz':
+        with np.load(path) as saved:
+            if 'encoded' in saved:
+                return EncodedImages(saved['encoded'], saved['offsets'])
+            stack = saved['images']
+    else:
+        stack = np.load(path, mmap_mode='r')
     if stack.ndim != 4 or stack.shape[-1] != 3 or stack.dtype != np.uint8:
         raise ValueError(f'{path}: expected uint8 [N, H, W, 3] RGB images, got '
                          f'{stack.dtype} {stack.shape}')
