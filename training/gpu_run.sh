@@ -3,7 +3,7 @@
 # machine with JAX but without TensorFlow, Keras or a package registry (the lent GPU), and
 # stops itself in time: writes model.keras, training.json, the last checkpoint
 # (ckpt-N.weights.h5 + ckpt-N.optimizer.npz, to resume anywhere), train.log and gpu.txt
-# into OUT, 6 files. Run from the repository root (docs/training.md):
+# into OUT, 6 files. The checkpoint files of an earlier run in CARRY/resume/ resume it. Run from the repository root (docs/training.md):
 #
 #   bash training/gpu_run.sh CARRY OUT [SECONDS [TRAIN_ARGS...]]
 #
@@ -32,6 +32,10 @@ export KERAS_BACKEND="${KERAS_BACKEND:-jax}"
   nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv 2>/dev/null || true
 } > "$out/gpu.txt" 2>&1
 
+# A run that came back, copied into CARRY/resume/, goes on from its checkpoint.
+if compgen -G "$carry/resume/ckpt-*" > /dev/null; then
+  cp "$carry"/resume/ckpt-* "$out"/
+fi
 mapfile -t recipe < "$carry/train_args.txt"
 cd "$carry"
 python3 -m style_training.train "${recipe[@]}" "${extra[@]}" --output-dir "$out" \

@@ -1,6 +1,7 @@
 """Training data in numpy, for any Keras backend: content images (folders, Fritz/COCO
 TFRecords, or .npy/.npz stacks of crops such as gpu_pack writes) batched by a
 keras.utils.PyDataset, style images, and the `path:weight` style arguments."""
+import functools
 import struct
 from pathlib import Path
 
@@ -173,16 +174,13 @@ class ContentBatches(keras.utils.PyDataset):
     def __len__(self):
         return max(0, self.steps - self.start)
 
-    def _order(self, epoch):
-        return np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.images))
-
     def __getitem__(self, index):
         step = self.start + index
         rng = np.random.default_rng([self.seed, 0, step])
         crops, position = [], step * self.batch_size
         while len(crops) < self.batch_size:
             epoch, offset = divmod(position, len(self.images))
-            image = self.images[self._order(epoch)[offset]]
+            image = self.images[_order(self.seed, epoch, len(self.images))[offset]]
             position += 1
             if image is not None and image.ndim == 3:
                 crops.append(random_crop(image, self.image_size, rng))
@@ -193,6 +191,12 @@ class ContentBatches(keras.utils.PyDataset):
         if self.extras is not None:
             batch.update(self.extras(content, rng))
         return batch
+
+
+@functools.lru_cache(maxsize=4)
+def _order(seed, epoch, count):
+    """The order of the images in one pass over them."""
+    return np.random.default_rng([seed, 1, epoch]).permutation(count)
 
 
 def first_content_image(sources, size):

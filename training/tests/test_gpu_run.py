@@ -78,15 +78,20 @@ def test_gpu_run_trains_on_jax_without_tensorflow_and_comes_back(tmp_path, conte
     assert settings['backend'] == 'jax' and settings['steps_done'] == 3
     assert settings['num_styles'] == 2 and settings['network_options']['head'] == 'affine'
 
-    # Resumed with more steps, it stops itself at its time budget with a checkpoint.
-    log = _run(carry, out, tmp_path, '0.001', '--steps', '100')
+    # The next call (a fresh OUT) resumes from the checkpoint carried in resume/ and, with
+    # more steps to go, stops itself at its time budget with a checkpoint.
+    (carry / 'resume').mkdir()
+    for path in out.glob('ckpt-*'):
+        (carry / 'resume' / path.name).write_bytes(path.read_bytes())
+    again = tmp_path / 'again'
+    log = _run(carry, again, tmp_path, '0.001', '--steps', '100')
     assert 'at step 3' in log and 'time budget of 0.001 s reached at step 4' in log
-    assert sorted(path.name for path in out.glob('ckpt-*')) == [
+    assert sorted(path.name for path in again.glob('ckpt-*')) == [
         'ckpt-4.optimizer.npz', 'ckpt-4.weights.h5']
 
     # Here, with TensorFlow: float16 TFLite of each style, evaluated.
-    gpu_carry.finish(out, carry, content_dir, count=1, size=64)
+    gpu_carry.finish(again, carry, content_dir, count=1, size=64)
     for name in ('stripes', 'checkers'):
-        assert (out / 'tflite' / f'{name}.tflite').exists()
-        report = json.loads((out / 'evaluation' / name / 'evaluation.json').read_text())
+        assert (again / 'tflite' / f'{name}.tflite').exists()
+        report = json.loads((again / 'evaluation' / name / 'evaluation.json').read_text())
         assert np.isfinite(float(report['rows'][0]['style_distance']))
