@@ -202,7 +202,6 @@ class Trainer(keras.Model):
         return ops.mean(ops.abs(difference), axis=[1, 2, 3])
 
 
-@keras.saving.register_keras_serializable(package='style_training')
 class ReplicaLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     """Skips a step on every tf.distribute replica when any replica's gradients overflow.
     Keras' LossScaleOptimizer decides by the first replica's gradients alone, as if they
