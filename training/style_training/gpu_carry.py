@@ -21,8 +21,9 @@ from . import data, loss_network
 from .images import list_images, load_image, resize
 
 MIB = 1 << 20
-# What the GPU machine (CPython 3.12, x86_64) lacks for Keras on JAX.
-WHEELS = ('keras', 'namex', 'optree')
+# What the GPU machine (CPython 3.12, x86_64) lacks for Keras on JAX; packaging, which
+# `import keras` needs, may be there, but it is not listed.
+WHEELS = ('keras', 'namex', 'optree', 'packaging')
 WHEEL_PLATFORM = ('--python-version', '3.12', '--platform', 'manylinux2014_x86_64')
 JPEG_QUALITY = 92
 # Given by gpu_run.sh on the GPU machine, not by the recipe.
