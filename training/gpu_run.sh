@@ -7,14 +7,14 @@
 #
 #   bash training/gpu_run.sh CARRY OUT [SECONDS [TRAIN_ARGS...]]
 #
-# SECONDS: the training time budget (default 480: with start-up and the last checkpoint
+# SECONDS: the training time budget (default 450: with start-up and the last checkpoint
 # within a 9-minute command). TRAIN_ARGS are added to the recipe's (e.g. --steps 20000).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 carry="$(cd "$1" && pwd)"
 mkdir -p "$2"
 out="$(cd "$2" && pwd)"
-budget="${3:-480}"
+budget="${3:-450}"
 extra=("${@:4}")
 site="$(mktemp -d)"
 trap 'rm -rf "$site"' EXIT

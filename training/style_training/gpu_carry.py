@@ -113,12 +113,16 @@ def write_content(path, sources, image_size, budget):
     return len(chunks)
 
 
-def finish(result, carry, content_dir, count=5, size=512):
-    """Convert a run that came back (model.keras + training.json) to float16 TFLite, each
-    style alone for a conditional run, and evaluate each against its style image (in the
-    carried folder, where the run's style paths start)."""
+def finish(returned, carry, content_dir, output, count=5, size=512):
+    """Copy a run that came back (its folder is read-only) to output, convert it there to
+    float16 TFLite (tflite/), each style alone for a conditional run, and evaluate each
+    against its style image (evaluation/; the run's style paths start in the carried
+    folder)."""
     from . import convert, evaluate
-    result = Path(result)
+    result = Path(output)
+    result.mkdir(parents=True, exist_ok=True)
+    for path in Path(returned).iterdir():
+        shutil.copy(path, result / path.name)
     settings = json.loads((result / 'training.json').read_text())
     styles = settings['styles']
     models = result / 'tflite'
@@ -153,7 +157,9 @@ def build_parser():
     packing.add_argument('recipe', nargs=argparse.REMAINDER,
                          help='after --: train.py arguments (no paths; --image-size included)')
     finishing = commands.add_parser('finish', help='convert and evaluate a run that came back')
-    finishing.add_argument('result', help='the fetched $OUT folder')
+    finishing.add_argument('returned', help="the run's files ($OUT as it came back)")
+    finishing.add_argument('--output', default='runs/gpu_run',
+                           help='the run, its TFLite files and evaluations go here')
     finishing.add_argument('--carry', default='../build/gpu_carry', help='the packed folder')
     finishing.add_argument('--content-dir', default='../../shared/data/content_test/kodak24')
     finishing.add_argument('--count', type=int, default=5)
@@ -163,7 +169,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == 'finish':
-        finish(args.result, args.carry, args.content_dir, args.count)
+        finish(args.returned, args.carry, args.content_dir, args.output, args.count)
         return
     recipe = [argument for argument in args.recipe if argument != '--']
     if '--image-size' not in recipe:

@@ -90,8 +90,13 @@ def test_gpu_run_trains_on_jax_without_tensorflow_and_comes_back(tmp_path, conte
         'ckpt-4.optimizer.npz', 'ckpt-4.weights.h5']
 
     # Here, with TensorFlow: float16 TFLite of each style, evaluated.
-    gpu_carry.finish(again, carry, content_dir, count=1, size=64)
+    again.chmod(0o555)  # as the device tool hands it over
+    finished = tmp_path / 'finished'
+    gpu_carry.finish(again, carry, content_dir, finished, count=1, size=64)
     for name in ('stripes', 'checkers'):
-        assert (again / 'tflite' / f'{name}.tflite').exists()
-        report = json.loads((again / 'evaluation' / name / 'evaluation.json').read_text())
+        assert (finished / 'tflite' / f'{name}.tflite').exists()
+        report = json.loads((finished / 'evaluation' / name / 'evaluation.json').read_text())
         assert np.isfinite(float(report['rows'][0]['style_distance']))
+    assert sorted(path.name for path in again.iterdir()) == [  # nothing written there
+        'ckpt-4.optimizer.npz', 'ckpt-4.weights.h5', 'gpu.txt', 'model.keras', 'train.log',
+        'training.json']
