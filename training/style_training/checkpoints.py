@@ -3,7 +3,10 @@ carrying weights into a new network (also from the first efficient layout, and f
 shipped head into a new one).
 
 A checkpoint is our .keras file (or a training output directory with model.keras and the
-training.json that train.py writes beside it) or a Fritz Keras 2 .h5.
+training.json that train.py writes beside it) or a Fritz Keras 2 .h5. A training state (what
+--checkpoint-dir holds to resume) is ckpt-N.weights.h5 (the network's Keras weights) plus
+ckpt-N.optimizer.npz (Adam's variables, the loss scale's, and the step N): any backend writes
+and reads them.
 """
 import json
 import re
@@ -72,6 +75,65 @@ def load(path, styles=None, architecture=None, alpha=None, training_size=None):
     return Checkpoint(model, list(styles), architecture or training.get('architecture') or
                       'efficient', float(alpha or training.get('alpha') or 0.25), size,
                       training.get('command'), training.get('network_options'))
+
+
+STATE_PATTERN = re.compile(r'^ckpt-(\d+)\.optimizer\.npz$')
+
+
+def save_training_state(folder, step, model, optimizer, keep=3):
+    """Write ckpt-<step>.weights.h5 and ckpt-<step>.optimizer.npz into folder (the weights
+    first: a state counts once its optimizer file exists) and delete all but the `keep`
+    latest states."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_weights(folder / f'ckpt-{step}.weights.h5')
+    inner = getattr(optimizer, 'inner_optimizer', optimizer)
+    own = [v for v in optimizer.variables if all(v is not w for w in inner.variables)]
+    arrays = {'step': np.array(step, np.int64)}
+    arrays.update({f'adam/{index}': keras.ops.convert_to_numpy(v)
+                   for index, v in enumerate(inner.variables)})
+    arrays.update({f'loss_scale/{index}': keras.ops.convert_to_numpy(v)
+                   for index, v in enumerate(own)})
+    partial = folder / f'ckpt-{step}.partial.npz'
+    np.savez(partial, **arrays)
+    partial.replace(folder / f'ckpt-{step}.optimizer.npz')
+    for old in _training_states(folder)[:-keep]:
+        for path in (old, old.with_name(old.name.replace('.optimizer.npz', '.weights.h5'))):
+            path.unlink(missing_ok=True)
+
+
+def _training_states(folder):
+    """The optimizer files of folder's training states, oldest first."""
+    found = [(int(match[1]), path) for path in Path(folder).glob('ckpt-*.optimizer.npz')
+             if (match := STATE_PATTERN.match(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def latest_training_state(folder):
+    """The latest ckpt-N.optimizer.npz of folder, or None (no folder, or no state yet)."""
+    states = _training_states(folder) if folder and Path(folder).is_dir() else []
+    return states[-1] if states else None
+
+
+def restore_training_state(state, model, optimizer):
+    """Load a training state (its ckpt-N.optimizer.npz path) into the network and the built
+    optimizer; returns its step. A mixed precision state resumes without mixed precision
+    (the loss scale is left out) and the other way round (the loss scale starts afresh)."""
+    state = Path(state)
+    model.load_weights(state.with_name(state.name.replace('.optimizer.npz', '.weights.h5')))
+    inner = getattr(optimizer, 'inner_optimizer', optimizer)
+    own = [v for v in optimizer.variables if all(v is not w for w in inner.variables)]
+    with np.load(state) as saved:
+        for prefix, variables in (('adam', inner.variables), ('loss_scale', own)):
+            values = [saved[f'{prefix}/{index}'] for index in range(len(variables))
+                      if f'{prefix}/{index}' in saved]
+            if prefix == 'loss_scale' and not values:
+                continue
+            if [v.shape for v in values] != [tuple(v.shape) for v in variables]:
+                raise ValueError(f'{state}: the optimizer state does not fit this network')
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        return int(saved['step'])
 
 
 def copy_weights(source, target):

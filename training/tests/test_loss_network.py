@@ -70,3 +70,15 @@ def test_relative_style_distance_is_the_evaluations_and_the_root_of_squared(vgg)
     assert squared < relative  # each layer's ratio is below 1 here, so its square is smaller
     with pytest.raises(ValueError, match='distance'):
         loss_network.style_loss(features, targets, 'l1')
+
+
+def test_hed_weights_are_built_once_into_a_plain_file_that_loads_alike(vgg, tmp_path):
+    path = loss_network.vgg16_weights_file(tmp_path)
+    written = path.stat().st_mtime_ns
+    assert loss_network.vgg16_weights_file(tmp_path) == path
+    assert path.stat().st_mtime_ns == written and sorted(tmp_path.iterdir()) == [path]
+    image = np.random.default_rng(3).uniform(0, 255, (1, 16, 16, 3)).astype(np.float32)
+    for expected, value in zip(vgg(image), loss_network.build_vgg16_features(path)(image)):
+        np.testing.assert_array_equal(np.asarray(expected), np.asarray(value))
+    with pytest.raises(FileNotFoundError, match='not found'):
+        loss_network.build_vgg16_features(tmp_path / 'missing.npz')

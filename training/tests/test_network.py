@@ -96,6 +96,17 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize('size', [(24, 32), (13, 17), (5, 7)])
+def test_keras_ops_tf1_bilinear_resize_is_tensorflows(size):
+    """The resize the JAX and torch backends use computes what TensorFlow's ResizeBilinear
+    (half_pixel_centers=False), the converter's op, does: up, odd and down sizes."""
+    import tensorflow as tf
+    image = _random_image(12, 16, seed=3)
+    expected = tf.raw_ops.ResizeBilinear(images=image, size=size, half_pixel_centers=False)
+    np.testing.assert_allclose(np.asarray(network.resize_bilinear_corners(image, size)),
+                               expected.numpy(), rtol=1e-5, atol=1e-3)
+
+
 # Every new option of the efficient network alone, and the combinations the note measures.
 OPTION_CASES = [{'padding': 'edge'}, {'head': 'gain'}, {'head': 'affine'}, {'head': 'refine'},
                 {'blocks': 4}, {'quarter_channels': 48},
