@@ -227,7 +227,7 @@ HEADS = ('colour', 'gain', 'affine', 'refine', 'paint', 'paint_decoder')
 # Layers of the heads beyond 'colour'; checkpoints.copy_weights leaves them at their start
 # when the source network has none (fine-tuning the shipped network into a new head).
 HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine',
-               'paint_guide', 'paint_gain', 'paint_features', 'paint_decoder')
+               'paint_guide', 'paint_gain', 'paint_features', 'paint_strokes', 'paint_decoder')
 PADDINGS = ('zero', 'edge')
 
 
@@ -431,7 +431,8 @@ def _paint_head(head, x, image, upsample_like):
     if head == 'paint_decoder':
         features = upsample_like(layers.Conv2D(8, 1, use_bias=False, name='paint_features')(x),
                                  image)
-        strokes = layers.DepthwiseConv2D(3, padding='same', use_bias=False)(features)
+        strokes = layers.DepthwiseConv2D(3, padding='same', use_bias=False,
+                                         name='paint_strokes')(features)
         terms.append(ScaledConv2D(3, 1, output_scale=127.5, name='paint_decoder',
                                   **zero)(strokes))
     return layers.Add()(terms)
