@@ -111,13 +111,20 @@ class Ruler:
     def _grams(self, image):
         return [np.asarray(self.gram_matrix(f))[0] for f in self._features(image)]
 
-    def measure(self, output, content):
-        """Every ruler figure of a stylized `output` of `content` (module docstring):
-        style_distance, content_distance, layer_distances (one per ruler layer) and nearest
-        (the nearest painting's name)."""
-        out_features, in_features = self._features(output), self._features(content)
+    def photo(self, content):
+        """What the figures need of a content image, computed once for every model's output:
+        its Gram matrices and its content-layer features."""
+        features = self._features(content)
+        return {'grams': [np.asarray(self.gram_matrix(f))[0] for f in features],
+                'content': np.asarray(features[self.content_index])}
+
+    def measure(self, output, photo):
+        """Every ruler figure of a stylized `output` of a content image (`photo`: its
+        Ruler.photo; module docstring): style_distance, content_distance, layer_distances
+        (one per ruler layer) and nearest (the nearest painting's name)."""
+        out_features = self._features(output)
         out_grams = [np.asarray(self.gram_matrix(f))[0] for f in out_features]
-        in_grams = [np.asarray(self.gram_matrix(f))[0] for f in in_features]
+        in_grams = photo['grams']
         style = np.mean([np.linalg.norm(o - g) / np.linalg.norm(g)
                          for o, g in zip(out_grams, self.style_grams)])
 
@@ -133,7 +140,7 @@ class Ruler:
         texture = {name: np.mean([relative(grams, layer) for layer in self.texture_indices])
                    for name, grams in self.painting_grams.items()}
         out_content = np.asarray(out_features[self.content_index])
-        in_content = np.asarray(in_features[self.content_index])
+        in_content = photo['content']
         content_distance = np.mean((out_content - in_content) ** 2) / np.mean(in_content ** 2)
         return {'style_distance': float(style), 'content_distance': float(content_distance),
                 'layer_distances': [float(relative(self.style_grams, layer))
@@ -273,12 +280,13 @@ def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):
     identity = lambda image: np.asarray(image, np.float32)  # noqa: E731
     candidates = [('input', identity, None)] + [(m.label, m, m.path) for m in models]
     reference_outputs = [reference(image) for image in images] if reference else None
+    photos = [ruler.photo(image) for image in images]
     rows, outputs, nearest = [], {}, {}
     for label, stylize, path in candidates:
         results = [stylize(image) for image in images]
         outputs[label] = results
-        figures = [ruler.measure(np.clip(out, 0, 255), image)
-                   for out, image in zip(results, images)]
+        figures = [ruler.measure(np.clip(out, 0, 255), photo)
+                   for out, photo in zip(results, photos)]
         nearest[label] = [f['nearest'] for f in figures]
         layer_distances = np.mean([f['layer_distances'] for f in figures], axis=0)
         rows.append({

@@ -31,11 +31,11 @@ def ruler_features():
 
 def test_identical_images_have_zero_distances(ruler_features):
     ruler = Ruler(IMAGE, ruler_features, content_index=1, texture_indices=[1])
-    figures = ruler.measure(IMAGE.astype(np.float32), IMAGE)
+    figures = ruler.measure(IMAGE.astype(np.float32), ruler.photo(IMAGE))
     assert figures['style_distance'] == pytest.approx(0, abs=1e-6)
     assert figures['content_distance'] == pytest.approx(0, abs=1e-6)
     other = textured_image(48, 64, seed=1)
-    figures = ruler.measure(other.astype(np.float32), IMAGE)
+    figures = ruler.measure(other.astype(np.float32), ruler.photo(IMAGE))
     assert figures['style_distance'] > 0.01 and figures['content_distance'] > 0.01
 
 
@@ -55,7 +55,7 @@ def test_layer_distances_are_one_for_the_photo_and_fall_toward_the_painting(rule
     paintings = synthetic_paintings()
     ruler = Ruler(paintings['stripes'], ruler_features, content_index=1, texture_indices=[0, 1])
     photo = textured_image(48, 64, seed=3).astype(np.float32)
-    steps = [ruler.measure(photo + share * (paintings['stripes'] - photo), photo)
+    steps = [ruler.measure(photo + share * (paintings['stripes'] - photo), ruler.photo(photo))
              for share in (0.0, 0.5, 1.0)]
     assert steps[0]['layer_distances'] == [1.0, 1.0]
     for layer in range(2):
@@ -73,9 +73,10 @@ def test_nearest_painting_is_the_one_each_output_leans_toward(ruler_features):
     assert set(ruler.painting_grams) == {'stripes', 'checkers', 'dots'}
     for seed in range(4):
         photo = textured_image(48, 64, seed=seed).astype(np.float32)
+        seen = ruler.photo(photo)
         for name, painting in paintings.items():
-            assert ruler.measure(0.3 * photo + 0.7 * painting, photo)['nearest'] == name
-        assert ruler.measure(photo, photo)['nearest'] is None
+            assert ruler.measure(0.3 * photo + 0.7 * painting, seen)['nearest'] == name
+        assert ruler.measure(photo, seen)['nearest'] is None
     with pytest.raises(ValueError, match='two paintings'):
         Ruler(paintings['stripes'], ruler_features, content_index=1, paintings=paintings,
               style_name='stripes', texture_indices=[0, 1])
