@@ -41,6 +41,8 @@ CANDIDATES = {
     'edge_gain_blocks4': {'padding': 'edge', 'head': 'gain', 'blocks': 4},
     'edge_affine_blocks4': {'padding': 'edge', 'head': 'affine', 'blocks': 4},
     'edge_gain_quarter48': {'padding': 'edge', 'head': 'gain', 'quarter_channels': 48},
+    'edge_paint': {'padding': 'edge', 'head': 'paint'},
+    'edge_paint_decoder': {'padding': 'edge', 'head': 'paint_decoder'},
 }
 
 

@@ -5,6 +5,16 @@ Metrics (means over the content images, each resized so its longest side is --si
   ||G_l(out) - G_l(style)||_F / ||G_l(style)||_F, G = Gram matrix of the ruler's features
   (loss_network.gram_matrix); 0 = the style's texture statistics exactly; compare with the
   "input" row (the photo itself). The style image is resized to --size too.
+- style_block1..style_block4: per ruler layer, the squared Gram distance to the painting relative
+  to the photo's own, ||G_l(out) - G_l(style)||_F^2 / ||G_l(photo) - G_l(style)||_F^2 (the
+  output's term of the trainer's 'squared' style loss over the photo's); 1 = no closer than the
+  photo, lower = closer. One figure per layer, because a mean over layers hides a layer that
+  got worse.
+- recognised: on how many content images the nearest painting of --paintings-dir (every image
+  there, and the style image) is the style image, nearest by the TEXTURE_LAYERS (block3,
+  block4) mean of that relative figure; the relative rule makes paintings of different Gram
+  magnitude comparable. evaluation.json lists each output's nearest painting (null for a tie).
+  The photo itself scores 0: by this rule it is equally far from every painting.
 - content distance: mean((F(out) - F(in))^2) / mean(F(in)^2), F = CONTENT_LAYER features.
 - SSIM: structural similarity of the luminance (Y = 0.299 R + 0.587 G + 0.114 B) of output and
   input, Gaussian window 11 px, sigma 1.5 (tf.image.ssim).
@@ -50,7 +60,7 @@ import cv2
 import numpy as np
 
 from style_training.halo import halo_figure, luminance
-from style_training.images import list_images, load_image, psnr, resize
+from style_training.images import IMAGE_SUFFIXES, list_images, load_image, psnr, resize
 from style_training.tflite_runner import TFLiteStylizer
 
 PAN_PIXELS = 3
@@ -59,40 +69,91 @@ NOISE_SIGMA = 2.0
 CROP_FRACTION = 0.9
 FRAME_WIDTH = 4
 FRAME_PIECE = 16
-COLUMNS = ('model', 'style_distance', 'content_distance', 'ssim', 'flicker', 'frame_line', 'halo',
-           'psnr_vs_ref', 'ms_per_frame', 'size_kib')
-LEGEND = ('frame_line: step of the outer 4 px rows against the next 4 px, over the photo\'s own '
-          '(0 = none); halo: edge-locked luminance deviation within 4 px of strong photo edges, '
-          'grey levels (0 = none); see --help')
+TEXTURE_LAYERS = ('block3_conv3', 'block4_conv3')
+LEGEND = ('style_blockN: squared Gram distance to the painting at VGG16 block N over the '
+          'photo\'s (1 = the photo, lower = closer); recognised: images whose nearest painting '
+          '(block3 + block4) is the style\'s own; frame_line: step of the outer 4 px rows against '
+          'the next 4 px, over the photo\'s own (0 = none); halo: edge-locked luminance '
+          'deviation within 4 px of strong photo edges, grey levels (0 = none); see --help')
 
 
 class Ruler:
-    """Feature statistics of a fixed network: style distance to one style image and content
-    distance to the input."""
+    """Feature statistics of a fixed network: style distances to one style image (the whole
+    and per layer), content distance to the input, and the nearest of several paintings.
 
-    def __init__(self, style_image, feature_model=None, content_index=None):
+    paintings: {name: image} of the other paintings the style image is told apart from; the
+    style image itself takes part under `style_name`. A custom `feature_model` comes with the
+    indices of its content layer and of its texture layers."""
+
+    def __init__(self, style_image, feature_model=None, content_index=None, paintings=None,
+                 style_name='style', texture_indices=None):
         from style_training import loss_network
         if feature_model is None:
             feature_model = loss_network.build_vgg16_features('hed', loss_network.STYLE_LAYERS)
             content_index = loss_network.STYLE_LAYERS.index(loss_network.CONTENT_LAYER)
+            texture_indices = [loss_network.STYLE_LAYERS.index(n) for n in TEXTURE_LAYERS]
         self.feature_model = feature_model
         self.content_index = content_index
+        self.texture_indices = texture_indices
         self.gram_matrix = loss_network.gram_matrix
-        self.style_grams = [self.gram_matrix(f) for f in self._features(style_image)]
+        self.style_name = style_name
+        self.style_grams = self._grams(style_image)
+        self.painting_grams = {style_name: self.style_grams}
+        for name, image in (paintings or {}).items():
+            if name in self.painting_grams:
+                raise ValueError(f'two paintings named {name!r}')
+            self.painting_grams[name] = self._grams(image)
 
     def _features(self, image):
         outputs = self.feature_model(np.asarray(image, np.float32)[None], training=False)
         return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
-    def distances(self, output, content):
-        """(style distance, content distance) of a stylized `output` of `content`."""
-        features = self._features(output)
-        style = np.mean([float(np.linalg.norm(self.gram_matrix(f) - g) / np.linalg.norm(g))
-                         for f, g in zip(features, self.style_grams)])
-        out_content = np.asarray(features[self.content_index])
-        in_content = np.asarray(self._features(content)[self.content_index])
+    def _grams(self, image):
+        return [np.asarray(self.gram_matrix(f))[0] for f in self._features(image)]
+
+    def photo(self, content):
+        """What the figures need of a content image, computed once for every model's output:
+        its Gram matrices and its content-layer features."""
+        features = self._features(content)
+        return {'grams': [np.asarray(self.gram_matrix(f))[0] for f in features],
+                'content': np.asarray(features[self.content_index])}
+
+    def measure(self, output, photo):
+        """Every ruler figure of a stylized `output` of a content image (`photo`: its
+        Ruler.photo; module docstring): style_distance, content_distance, layer_distances
+        (one per ruler layer) and nearest (the nearest painting's name)."""
+        out_features = self._features(output)
+        out_grams = [np.asarray(self.gram_matrix(f))[0] for f in out_features]
+        in_grams = photo['grams']
+        style = np.mean([np.linalg.norm(o - g) / np.linalg.norm(g)
+                         for o, g in zip(out_grams, self.style_grams)])
+
+        def relative(grams, layer):
+            """Squared Gram distance of the output to `grams` over the photo's, at `layer`
+            (1 when they are equal, as for the photo itself)."""
+            error = np.sum(np.square(out_grams[layer] - grams[layer]))
+            photo_error = np.sum(np.square(in_grams[layer] - grams[layer]))
+            if error == photo_error:
+                return 1.0
+            return error / photo_error if photo_error else float('inf')
+
+        texture = {name: np.mean([relative(grams, layer) for layer in self.texture_indices])
+                   for name, grams in self.painting_grams.items()}
+        out_content = np.asarray(out_features[self.content_index])
+        in_content = photo['content']
         content_distance = np.mean((out_content - in_content) ** 2) / np.mean(in_content ** 2)
-        return float(style), float(content_distance)
+        return {'style_distance': float(style), 'content_distance': float(content_distance),
+                'layer_distances': [float(relative(self.style_grams, layer))
+                                    for layer in range(len(out_grams))],
+                'nearest': nearest_name(texture)}
+
+
+def nearest_name(distances):
+    """The key of the smallest value, or None when two share it (nothing is nearest)."""
+    ranked = sorted(distances, key=distances.get)
+    if len(ranked) > 1 and distances[ranked[0]] == distances[ranked[1]]:
+        return None
+    return ranked[0]
 
 
 def luminance_ssim(a, b):
@@ -214,21 +275,27 @@ class ModelUnderTest:
 
 
 def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):
-    """One row per model (plus 'input' first) with the metrics of the module docstring, and
-    the outputs per model (for the grid)."""
+    """One row per model (plus 'input' first) with the metrics of the module docstring, the
+    outputs per model (for the grid) and each output's nearest painting per model."""
     identity = lambda image: np.asarray(image, np.float32)  # noqa: E731
     candidates = [('input', identity, None)] + [(m.label, m, m.path) for m in models]
     reference_outputs = [reference(image) for image in images] if reference else None
-    rows, outputs = [], {}
+    photos = [ruler.photo(image) for image in images]
+    rows, outputs, nearest = [], {}, {}
     for label, stylize, path in candidates:
         results = [stylize(image) for image in images]
         outputs[label] = results
-        distances = [ruler.distances(np.clip(out, 0, 255), image)
-                     for out, image in zip(results, images)]
+        figures = [ruler.measure(np.clip(out, 0, 255), photo)
+                   for out, photo in zip(results, photos)]
+        nearest[label] = [f['nearest'] for f in figures]
+        layer_distances = np.mean([f['layer_distances'] for f in figures], axis=0)
         rows.append({
             'model': label,
-            'style_distance': float(np.mean([d[0] for d in distances])),
-            'content_distance': float(np.mean([d[1] for d in distances])),
+            'style_distance': float(np.mean([f['style_distance'] for f in figures])),
+            'content_distance': float(np.mean([f['content_distance'] for f in figures])),
+            **{f'style_block{index}': float(value)
+               for index, value in enumerate(layer_distances, 1)},
+            'recognised': nearest[label].count(ruler.style_name),
             'ssim': float(np.mean([luminance_ssim(np.clip(out, 0, 255), image)
                                    for out, image in zip(results, images)])),
             'flicker': float(np.mean([flicker_ratio(stylize, image, frames) for image in images])),
@@ -241,14 +308,15 @@ def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):
             'ms_per_frame': median_ms(stylize, images[0], timing_runs) if path else None,
             'size_kib': path.stat().st_size / 1024 if path else None,
         })
-    return rows, outputs
+    return rows, outputs, nearest
 
 
 def markdown_table(rows):
     def cell(value):
         return '-' if value is None else f'{value:.4g}' if isinstance(value, float) else str(value)
-    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)]
-    lines += ['| ' + ' | '.join(cell(row[c]) for c in COLUMNS) + ' |' for row in rows]
+    columns = list(rows[0])
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
+    lines += ['| ' + ' | '.join(cell(row[c]) for c in columns) + ' |' for row in rows]
     return '\n'.join(lines)
 
 
@@ -282,6 +350,10 @@ def build_parser():
     parser.add_argument('--content-dir', required=True, help='folder of content images')
     parser.add_argument('--count', type=int, default=5, help='first N images of the folder')
     parser.add_argument('--style-image', required=True)
+    parser.add_argument('--paintings-dir',
+                        help='the paintings "recognised" tells apart: every image directly in '
+                             'this folder, and the style image; default: the style image\'s '
+                             'folder')
     parser.add_argument('--size', type=int, default=512, help='longest side in pixels')
     parser.add_argument('--reference-model', help='float .tflite(:weights) to compare against')
     parser.add_argument('--threads', type=int, default=2)
@@ -295,7 +367,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     image_paths = list_images(args.content_dir, args.count)
     images = [load_image(p, args.size) for p in image_paths]
-    ruler = Ruler(load_image(args.style_image, args.size))
+    style_path = Path(args.style_image)
+    paintings = {path.stem: load_image(path, args.size)
+                 for path in sorted(Path(args.paintings_dir or style_path.parent).iterdir())
+                 if path.suffix.lower() in IMAGE_SUFFIXES
+                 and path.resolve() != style_path.resolve()}
+    ruler = Ruler(load_image(style_path, args.size), paintings=paintings,
+                  style_name=style_path.stem)
     models = [ModelUnderTest(spec, args.threads) for spec in args.model]
     labels = [model.label for model in models]
     for model in models:
@@ -303,22 +381,25 @@ def main(argv=None):
             model.label = f'{model.path.parent.name}/{model.label}'
     reference = (ModelUnderTest(args.reference_model, args.threads) if args.reference_model
                  else None)
-    rows, outputs = evaluate(models, images, ruler, reference, args.frames, args.timing_runs)
+    rows, outputs, nearest = evaluate(models, images, ruler, reference, args.frames,
+                                      args.timing_runs)
     print(f'{len(images)} images from {args.content_dir} at {args.size} px, style '
-          f'{args.style_image}' + (f', reference {reference.label}' if reference else ''))
+          f'{args.style_image} among {len(ruler.painting_grams)} paintings'
+          + (f', reference {reference.label}' if reference else ''))
     print(LEGEND)
     print(markdown_table(rows))
     if args.output_dir:
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / 'evaluation.csv', 'w', newline='') as f:
-            writer = csv.DictWriter(f, COLUMNS)
+            writer = csv.DictWriter(f, list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         settings = {key: value for key, value in vars(args).items() if key != 'output_dir'}
         settings['images'] = [p.name for p in image_paths]
         (output_dir / 'evaluation.json').write_text(json.dumps(
-            {'settings': settings, 'definitions': __doc__, 'rows': rows}, indent=2) + '\n')
+            {'settings': settings, 'definitions': __doc__, 'rows': rows,
+             'paintings': list(ruler.painting_grams), 'nearest': nearest}, indent=2) + '\n')
         grid = comparison_grid(images, outputs)
         cv2.imwrite(str(output_dir / 'grid.png'), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         print(f'wrote {output_dir}/evaluation.csv, evaluation.json, grid.png')

@@ -259,10 +259,11 @@ def style_count(model):
 # Options of the efficient network (network_options in training.json); these defaults are
 # the network the shipped models use.
 EFFICIENT_OPTIONS = {'head': 'colour', 'padding': 'zero', 'blocks': 3, 'quarter_channels': None}
-HEADS = ('colour', 'gain', 'affine', 'refine')
+HEADS = ('colour', 'gain', 'affine', 'refine', 'paint', 'paint_decoder')
 # Layers of the heads beyond 'colour'; checkpoints.copy_weights leaves them at their start
 # when the source network has none (fine-tuning the shipped network into a new head).
-HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine')
+HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine',
+               'paint_guide', 'paint_gain', 'paint_features', 'paint_strokes', 'paint_decoder')
 PADDINGS = ('zero', 'edge')
 
 
@@ -409,7 +410,10 @@ def _efficient_head(head, x, image, upsample_like):
     'refine': a 3x3 conv (6 -> 3) on [upsampled style, image] adds full-resolution texture
     (zero-padded: a 1-px border effect; an edge pad of 6 full-resolution channels cost more
     than the whole head).
+    'paint' and 'paint_decoder' have no colour mix of the photo: see _paint_head.
     """
+    if head in ('paint', 'paint_decoder'):
+        return _paint_head(head, x, image, upsample_like)
     pixels_in = 1 / 127.5
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5)(x), image)
     colours = ScaledConv2D(3, 1, input_scale=pixels_in, output_scale=127.5, **RAW_PIXELS,
@@ -430,6 +434,43 @@ def _efficient_head(head, x, image, upsample_like):
         both = layers.Concatenate()([style, image])
         terms.append(ScaledConv2D(3, 3, padding='same', input_scale=pixels_in,
                                   name='refine', **zero, **RAW_PIXELS)(both))
+    return layers.Add()(terms)
+
+
+def _paint_head(head, x, image, upsample_like):
+    """Heads that paint instead of tint: every colour comes from the network, the photo gives
+    structure only. The other heads add a full-resolution colour mix of the photo, so its
+    palette, edges and local contrast pass straight through and the style can only ride on
+    them.
+
+    'paint': the upsampled 3-channel style term around mid-grey (texture and palette made at
+    1/2 resolution), plus an edge guide: 3 learned 1x1 projections of the photo minus their
+    3x3 mean at 1/2 resolution, upsampled (the photo's detail above 1/2 resolution, with no
+    flat tone or colour), times a smooth 3-channel gain from x that starts at zero (no photo
+    edge shows until training asks for it, and in the colour it chooses). The 3x3 mean is
+    edge-padded and centred on pixel 2j, where the TF1-style resize puts it back.
+    'paint_decoder': also 8 channels of x upsampled to full resolution, a 3x3 depthwise conv
+    (zero-padded, as the refine head) and a 1x1 conv to RGB starting at zero: strokes finer
+    than 1/2 resolution.
+    """
+    pixels_in = 1 / 127.5
+    zero = {'kernel_initializer': 'zeros', 'use_bias': False}
+    style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
+                                       output_offset=127.5)(x), image)
+    guide = ScaledConv2D(3, 1, use_bias=False, input_scale=pixels_in, name='paint_guide',
+                         **RAW_PIXELS)(image)
+    coarse = layers.AveragePooling2D(3, strides=2)(EdgePad()(guide))
+    detail = layers.Subtract()([guide, upsample_like(coarse, image)])
+    gain = upsample_like(ScaledConv2D(3, 1, output_scale=127.5, name='paint_gain', **zero)(x),
+                         image)
+    terms = [style, layers.Multiply()([gain, detail])]
+    if head == 'paint_decoder':
+        features = upsample_like(layers.Conv2D(8, 1, use_bias=False, name='paint_features')(x),
+                                 image)
+        strokes = layers.DepthwiseConv2D(3, padding='same', use_bias=False,
+                                         name='paint_strokes')(features)
+        terms.append(ScaledConv2D(3, 1, output_scale=127.5, name='paint_decoder',
+                                  **zero)(strokes))
     return layers.Add()(terms)
 
 

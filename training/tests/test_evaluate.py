@@ -30,13 +30,62 @@ def ruler_features():
 
 
 def test_identical_images_have_zero_distances(ruler_features):
-    ruler = Ruler(IMAGE, ruler_features, content_index=1)
-    style, content = ruler.distances(IMAGE.astype(np.float32), IMAGE)
-    assert style == pytest.approx(0, abs=1e-6)
-    assert content == pytest.approx(0, abs=1e-6)
+    ruler = Ruler(IMAGE, ruler_features, content_index=1, texture_indices=[1])
+    figures = ruler.measure(IMAGE.astype(np.float32), ruler.photo(IMAGE))
+    assert figures['style_distance'] == pytest.approx(0, abs=1e-6)
+    assert figures['content_distance'] == pytest.approx(0, abs=1e-6)
     other = textured_image(48, 64, seed=1)
-    style, content = ruler.distances(other.astype(np.float32), IMAGE)
-    assert style > 0.01 and content > 0.01
+    figures = ruler.measure(other.astype(np.float32), ruler.photo(IMAGE))
+    assert figures['style_distance'] > 0.01 and figures['content_distance'] > 0.01
+
+
+def synthetic_paintings():
+    """Three 48x64 paintings whose palettes and textures differ: red-blue stripes, grey
+    checkers and green dots."""
+    y, x = np.mgrid[:48, :64]
+    stripes = np.stack([(x // 4 % 2) * 255, np.full_like(x, 40), (1 - x // 4 % 2) * 200], -1)
+    checkers = np.stack([((x // 8 + y // 8) % 2) * 230] * 3, -1)
+    dots = np.stack([np.full_like(x, 30), 90 + 150 * ((x % 6 < 2) & (y % 6 < 2)),
+                     np.full_like(x, 20)], -1)
+    return {name: image.astype(np.float32)
+            for name, image in (('stripes', stripes), ('checkers', checkers), ('dots', dots))}
+
+
+def test_layer_distances_are_one_for_the_photo_and_fall_toward_the_painting(ruler_features):
+    paintings = synthetic_paintings()
+    ruler = Ruler(paintings['stripes'], ruler_features, content_index=1, texture_indices=[0, 1])
+    photo = textured_image(48, 64, seed=3).astype(np.float32)
+    steps = [ruler.measure(photo + share * (paintings['stripes'] - photo), ruler.photo(photo))
+             for share in (0.0, 0.5, 1.0)]
+    assert steps[0]['layer_distances'] == [1.0, 1.0]
+    for layer in range(2):
+        assert steps[0]['layer_distances'][layer] > steps[1]['layer_distances'][layer] > 0.01
+        assert steps[2]['layer_distances'][layer] == pytest.approx(0, abs=1e-9)
+
+
+def test_nearest_painting_is_the_one_each_output_leans_toward(ruler_features):
+    """A known answer: each output is 70 % one painting, 30 % the photo; the photo itself
+    ties (every painting is exactly as far as from the photo) and names none."""
+    paintings = synthetic_paintings()
+    others = {name: image for name, image in paintings.items() if name != 'stripes'}
+    ruler = Ruler(paintings['stripes'], ruler_features, content_index=1, paintings=others,
+                  style_name='stripes', texture_indices=[0, 1])
+    assert set(ruler.painting_grams) == {'stripes', 'checkers', 'dots'}
+    for seed in range(4):
+        photo = textured_image(48, 64, seed=seed).astype(np.float32)
+        seen = ruler.photo(photo)
+        for name, painting in paintings.items():
+            assert ruler.measure(0.3 * photo + 0.7 * painting, seen)['nearest'] == name
+        assert ruler.measure(photo, seen)['nearest'] is None
+    with pytest.raises(ValueError, match='two paintings'):
+        Ruler(paintings['stripes'], ruler_features, content_index=1, paintings=paintings,
+              style_name='stripes', texture_indices=[0, 1])
+
+
+def test_nearest_name_needs_a_unique_minimum():
+    assert evaluate.nearest_name({'a': 0.5, 'b': 0.2, 'c': 0.9}) == 'b'
+    assert evaluate.nearest_name({'a': 0.2, 'b': 0.2, 'c': 0.9}) is None
+    assert evaluate.nearest_name({'a': 3.0}) == 'a'
 
 
 def test_ssim_is_one_for_identical_and_lower_for_constant():
@@ -155,8 +204,13 @@ def test_cli_scores_models_and_writes_reports(tmp_path, capsys):
     content.mkdir()
     for seed in range(2):
         cv2.imwrite(str(content / f'{seed}.png'), textured_image(60, 80, seed))
-    style = tmp_path / 'style.png'
+    paintings = tmp_path / 'paintings'
+    paintings.mkdir()
+    style = paintings / 'style.png'
     cv2.imwrite(str(style), textured_image(60, 60, seed=5))
+    cv2.imwrite(str(paintings / 'other.jpg'), textured_image(60, 60, seed=6))
+    (paintings / 'variants').mkdir()  # subfolders are not paintings
+    cv2.imwrite(str(paintings / 'variants' / 'crop.png'), textured_image(60, 60, seed=7))
     convert_model(identity_model(), tmp_path / 'identity.tflite')
     convert_model(tiny_stylizer(num_styles=2), tmp_path / 'multi.tflite')
     out = tmp_path / 'report'
@@ -166,8 +220,12 @@ def test_cli_scores_models_and_writes_reports(tmp_path, capsys):
         '--reference-model', str(tmp_path / 'identity.tflite'), '--content-dir', str(content),
         '--style-image', str(style), '--size', '64', '--frames', '3', '--timing-runs', '2',
         '--output-dir', str(out)]) == 0
-    assert '| identity |' in capsys.readouterr().out
-    rows = {row['model']: row for row in csv.DictReader(open(out / 'evaluation.csv'))}
+    printed = capsys.readouterr().out
+    assert '| identity |' in printed and 'among 2 paintings' in printed
+    reader = csv.DictReader(open(out / 'evaluation.csv'))
+    assert reader.fieldnames[:7] == ['model', 'style_distance', 'content_distance', 'style_block1',
+                                     'style_block2', 'style_block3', 'style_block4']
+    rows = {row['model']: row for row in reader}
     assert set(rows) == {'input', 'identity', 'multi[0,1]'}
     identity = rows['identity']
     assert float(identity['content_distance']) < 1e-4
@@ -181,8 +239,15 @@ def test_cli_scores_models_and_writes_reports(tmp_path, capsys):
         assert float(rows[label]['frame_line']) == pytest.approx(0, abs=1e-3)
         assert float(rows[label]['halo']) == pytest.approx(0, abs=1e-3)
     assert float(rows['multi[0,1]']['halo']) > 0
+    for label in ('input', 'identity'):  # the photo: as far as itself, and nearest to no painting
+        assert [float(rows[label][f'style_block{n}']) for n in range(1, 5)] == [1.0] * 4
+        assert rows[label]['recognised'] == '0'
+    assert 0 <= int(rows['multi[0,1]']['recognised']) <= 2
     report = json.loads((out / 'evaluation.json').read_text())
     assert report['settings']['images'] == ['0.png', '1.png']
+    assert report['paintings'] == ['style', 'other']
+    assert report['nearest']['identity'] == [None, None]
+    assert set(report['nearest']['multi[0,1]']) <= {'style', 'other'}
     grid = cv2.imread(str(out / 'grid.png'))
     assert grid.shape[1] > 3 * 100  # input + two models side by side
 
@@ -193,3 +258,4 @@ def test_cli_help(capsys):
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     assert 'flicker' in help_text and 'frame_line' in help_text and 'halo' in help_text
+    assert 'style_block1' in help_text and 'recognised' in help_text

@@ -109,6 +109,7 @@ def test_keras_ops_tf1_bilinear_resize_is_tensorflows(size):
 
 # Every new option of the efficient network alone, and the combinations the note measures.
 OPTION_CASES = [{'padding': 'edge'}, {'head': 'gain'}, {'head': 'affine'}, {'head': 'refine'},
+                {'head': 'paint'}, {'head': 'paint_decoder'},
                 {'blocks': 4}, {'quarter_channels': 48},
                 {'padding': 'edge', 'head': 'affine', 'blocks': 4}]
 
@@ -183,7 +184,34 @@ def test_heads_keep_photo_detail_where_it_is(head, reach):
         assert np.abs(zero_start(bright) - model(bright)).mean() > 0.05
 
 
-@pytest.mark.parametrize('options', OPTION_CASES[:4], ids=str)
+@pytest.mark.parametrize('head', ['paint', 'paint_decoder'])
+def test_paint_heads_pass_photo_structure_but_not_its_colours(head):
+    """With the body blind to the photo (first conv zero), a paint head's output does not
+    depend on a flat photo's colour (the affine head's does: it re-colours the photo), while
+    a photo edge still shows, near where it is (the guide's 3x3 mean at 1/2 resolution
+    reaches 3 px); at the start (head layers zero) the photo does not show at all."""
+    def blind(head):
+        model = network.build_transformer('efficient', 0.25, head=head, padding='edge')
+        _randomize(model, seed=8, spread=0.05)
+        _blank_body(model)
+        return model
+
+    red, blue = (np.full((1, 24, 32, 3), colour, np.float32)
+                 for colour in ([200, 60, 40], [30, 70, 210]))
+    model = blind(head)
+    assert np.abs(model(red) - model(blue)).max() < 1e-3
+    affine = blind('affine')
+    assert np.abs(affine(red) - affine(blue)).max() > 1
+    bright = red.copy()
+    bright[0, 11, 17] = 255
+    changed = np.argwhere(np.abs(model(bright) - model(red))[0].max(-1) > 1e-3)
+    assert changed.size and (np.abs(changed - [11, 17]) <= 3).all()
+    model.set_weights([w if layer.name not in network.HEAD_LAYERS else np.zeros_like(w)
+                       for layer in model.layers for w in layer.get_weights()])
+    assert np.abs(model(bright) - model(red)).max() < 1e-3
+
+
+@pytest.mark.parametrize('options', OPTION_CASES[:6], ids=str)
 def test_efficient_options_round_trip_through_keras_files(tmp_path, options):
     import keras
     model = network.build_transformer('efficient', 0.25, num_styles=2, **options)
@@ -196,15 +224,17 @@ def test_efficient_options_round_trip_through_keras_files(tmp_path, options):
         np.testing.assert_array_equal(expected, value)
 
 
-def test_edge_affine_network_converts_and_runs_at_any_size(tmp_path):
+@pytest.mark.parametrize('head', ['affine', 'paint_decoder'])
+def test_edge_padded_network_converts_and_runs_at_any_size(tmp_path, head):
     """The frozen-function conversion keeps dynamic height and width and the style_weights
-    input; the TFLite file matches Keras at odd sizes and loads on the TF 2.5 runtime."""
+    input; the TFLite file matches Keras at odd sizes and loads on the TF 2.5 runtime
+    (paint_decoder has every op of the paint heads)."""
     from style_training.convert import convert_model, nano_problems
     from style_training.tflite_runner import TFLiteStylizer, operator_versions
     model = network.build_transformer('efficient', 0.25, num_styles=2, padding='edge',
-                                      head='affine')
+                                      head=head)
     _randomize(model, seed=7)
-    path = tmp_path / 'edge_affine.tflite'
+    path = tmp_path / f'edge_{head}.tflite'
     convert_model(model, path, 'float16')
     assert nano_problems(operator_versions(path)) == []
     assert 'MIRROR_PAD' not in operator_versions(path)  # not delegated to XNNPACK: slow
