@@ -31,8 +31,12 @@ RUN_ARGUMENTS = ('--output-dir', '--checkpoint-dir', '--time-budget', '--content
                  '--vgg-weights', '--fine-tune-checkpoint', '--style')
 
 
+# The device tool carries the working tree too (about 5 MiB of tracked files) within 64 MiB.
+MAX_MIB = 56.0
+
+
 def pack(output, content, styles, recipe, image_size, fine_tune=None, wheels=None,
-         max_mib=60.0, vgg_weights='hed'):
+         max_mib=MAX_MIB, vgg_weights='hed'):
     """Build the carried folder; returns {file: bytes}. The content photos fill what the
     other files leave of max_mib, in a fixed random order."""
     output = Path(output)
@@ -153,7 +157,9 @@ def build_parser():
     packing.add_argument('--wheels', help='folder with the wheels (default: gpu_wheels '
                          'beside --output, filled with pip download)')
     packing.add_argument('--vgg-weights', default='hed')
-    packing.add_argument('--max-mib', type=float, default=60.0)
+    packing.add_argument('--max-mib', type=float, default=MAX_MIB,
+                         help='the carried folder at most (default %(default)s: the working '
+                         'tree travels with it, 64 MiB in all)')
     packing.add_argument('recipe', nargs=argparse.REMAINDER,
                          help='after --: train.py arguments (no paths; --image-size included)')
     finishing = commands.add_parser('finish', help='convert and evaluate a run that came back')
