@@ -142,12 +142,24 @@ def copy_weights(source, target):
     target, and a conditional source with fewer styles gives its styles to the target's first
     ones, the styles added after them starting from their mean. Head layers the source lacks
     (network.HEAD_LAYERS) keep their start, so the shipped network fine-tunes into a new head
-    and starts from its own output."""
-    source_names = {layer.name for layer in getattr(source, 'layers', [])}
+    and starts from its own output. A paint head (network.PAINT_HEADS) takes the body and the
+    style term of a source with another head and leaves out that head's own layers and its
+    colour mix of the photo, which the paint heads do not have."""
+    source_layers = getattr(source, 'layers', [])
+    source_names = {layer.name for layer in source_layers}
     fresh = {id(weight) for layer in target.layers if layer.name in network.HEAD_LAYERS
              and layer.name not in source_names for weight in layer.weights}
     variables = [weight for weight in target.weights if id(weight) not in fresh]
     source_weights = source.get_weights()
+    if network.head_of(target) in network.PAINT_HEADS and source_layers and (
+            network.head_of(source) not in network.PAINT_HEADS):
+        target_names = {layer.name for layer in target.layers}
+        left_out = [network.colour_mix(source)] + [
+            layer for layer in source_layers
+            if layer.name in network.HEAD_LAYERS and layer.name not in target_names]
+        left_out = {id(weight) for layer in left_out for weight in layer.weights}
+        source_weights = [value for value, weight in zip(source_weights, source.weights)
+                          if id(weight) not in left_out]
     if len(source_weights) == len(variables) + 1:
         source_weights = upgrade_efficient_v1(source_weights)
     if len(source_weights) != len(variables):

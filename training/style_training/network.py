@@ -260,11 +260,33 @@ def style_count(model):
 # the network the shipped models use.
 EFFICIENT_OPTIONS = {'head': 'colour', 'padding': 'zero', 'blocks': 3, 'quarter_channels': None}
 HEADS = ('colour', 'gain', 'affine', 'refine', 'paint', 'paint_decoder')
+PAINT_HEADS = ('paint', 'paint_decoder')  # no colour mix of the photo: see _paint_head
 # Layers of the heads beyond 'colour'; checkpoints.copy_weights leaves them at their start
 # when the source network has none (fine-tuning the shipped network into a new head).
 HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine',
                'paint_guide', 'paint_gain', 'paint_features', 'paint_strokes', 'paint_decoder')
 PADDINGS = ('zero', 'edge')
+
+
+def head_of(model):
+    """The head a built efficient network has, read from its layers ('paint' or
+    'paint_decoder' by their named layers; any other head counts as 'colour' here: it has the
+    colour mix)."""
+    names = {layer.name for layer in model.layers}
+    if 'paint_decoder' in names:
+        return 'paint_decoder'
+    return 'paint' if 'paint_guide' in names else 'colour'
+
+
+def colour_mix(model):
+    """The layer of the full-resolution 1x1 colour mix of the photo (every head but the paint
+    heads): the one weighted layer outside HEAD_LAYERS that reads the image input directly."""
+    image = model.inputs[0]
+    found = [layer for layer in model.layers if layer.weights
+             and layer.name not in HEAD_LAYERS and layer.input is image]
+    if len(found) != 1:
+        raise ValueError(f'{model.name} has {len(found)} colour mix layers, not one')
+    return found[0]
 
 
 def network_options(architecture='efficient', **options):
@@ -412,7 +434,7 @@ def _efficient_head(head, x, image, upsample_like):
     than the whole head).
     'paint' and 'paint_decoder' have no colour mix of the photo: see _paint_head.
     """
-    if head in ('paint', 'paint_decoder'):
+    if head in PAINT_HEADS:
         return _paint_head(head, x, image, upsample_like)
     pixels_in = 1 / 127.5
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5)(x), image)

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 
@@ -93,6 +94,28 @@ def test_shipped_network_fine_tunes_into_a_new_head_from_its_own_output(head):
         np.testing.assert_allclose(target([image, np.array(weights)]), expected, atol=1e-3)
     with pytest.raises(ValueError, match='different architecture|first-version'):  # no head
         checkpoints.copy_weights(target, network.build_transformer('efficient', 0.25))
+
+
+@pytest.mark.parametrize('source_head', ['colour', 'affine'])
+def test_a_paint_head_starts_from_another_heads_body_without_its_colour_mix(source_head):
+    """The paint head keeps the source's body and style term and drops its colour mix: at
+    the start (gain zero) it paints the source's style term around mid-grey."""
+    source = network.build_transformer('efficient', 0.25, head=source_head, padding='edge')
+    rng = np.random.default_rng(9)
+    source.set_weights([w + rng.normal(0, 0.1, w.shape).astype(np.float32)
+                        for w in source.get_weights()])
+    target = network.build_transformer('efficient', 0.25, head='paint', padding='edge')
+    checkpoints.copy_weights(source, target)
+
+    def before_clipping(model):
+        return keras.Model(model.inputs, model.get_layer('stylized').input)
+    image = _random_image(26, 38)
+    colours = keras.Model(source.inputs, network.colour_mix(source).output)(image)
+    style = before_clipping(source)(image) - colours
+    if source_head == 'affine':  # its affine term starts at zero only when fresh
+        style -= keras.Model(source.inputs, source.get_layer('affine_sum').output)(image)
+    np.testing.assert_allclose(before_clipping(target)(image), style + 127.5, atol=1e-2)
+    assert np.abs(np.asarray(colours)).mean() > 1  # the mix left out was not nothing
 
 
 def test_cli_trains_a_new_head_records_its_options_and_resumes(tmp_path, content_dir):
