@@ -142,7 +142,7 @@ def copy_weights(source, target):
     target, and a conditional source with fewer styles gives its styles to the target's first
     ones, the styles added after them starting from their mean. Head layers the source lacks
     (network.HEAD_LAYERS) keep their start, so the shipped network fine-tunes into a new head
-    and starts from its own output. A paint head (network.PAINT_HEADS) takes the body and the
+    and starts from its own output. A paint head (Head.paints) takes the body and the
     style term of a source with another head and leaves out that head's own layers and its
     colour mix of the photo, which the paint heads do not have."""
     source_layers = getattr(source, 'layers', [])
@@ -151,8 +151,8 @@ def copy_weights(source, target):
              and layer.name not in source_names for weight in layer.weights}
     variables = [weight for weight in target.weights if id(weight) not in fresh]
     source_weights = source.get_weights()
-    if network.head_of(target) in network.PAINT_HEADS and source_layers and (
-            network.head_of(source) not in network.PAINT_HEADS):
+    if source_layers and network.HEADS[network.head_of(target)].paints and (
+            not network.HEADS[network.head_of(source)].paints):
         target_names = {layer.name for layer in target.layers}
         left_out = [network.colour_mix(source)] + [
             layer for layer in source_layers

@@ -7,6 +7,8 @@ depth-to-space, whose block grid shows and flickers). Its options (EFFICIENT_OPT
 full-resolution head, capacity at 1/4 resolution) are recorded in training.json; the defaults
 are the shipped network. docs/network_candidates.md has their timings.
 """
+import collections
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -16,6 +18,7 @@ TOTAL_STRIDE = 4  # two stride-2 convolutions
 # The efficient network's convs that read the raw 0..255 image compute in float32 under mixed
 # precision too: their kernel gradients sum pixel values over the image and overflow float16.
 RAW_PIXELS = {'dtype': 'float32'}
+PIXELS_IN = 1 / 127.5  # convs that read raw pixels learn on -1..1
 EPSILON = 1e-3  # as the Fritz InstanceNormalization: (x - mean) / (std + epsilon)
 
 
@@ -259,23 +262,15 @@ def style_count(model):
 # Options of the efficient network (network_options in training.json); these defaults are
 # the network the shipped models use.
 EFFICIENT_OPTIONS = {'head': 'colour', 'padding': 'zero', 'blocks': 3, 'quarter_channels': None}
-HEADS = ('colour', 'gain', 'affine', 'refine', 'paint', 'paint_decoder')
-PAINT_HEADS = ('paint', 'paint_decoder')  # no colour mix of the photo: see _paint_head
-# Layers of the heads beyond 'colour'; checkpoints.copy_weights leaves them at their start
-# when the source network has none (fine-tuning the shipped network into a new head).
-HEAD_LAYERS = ('local_gain', 'local_affine', 'affine_projections', 'affine_sum', 'refine',
-               'paint_guide', 'paint_gain', 'paint_features', 'paint_strokes', 'paint_decoder')
 PADDINGS = ('zero', 'edge')
 
 
 def head_of(model):
-    """The head a built efficient network has, read from its layers ('paint' or
-    'paint_decoder' by their named layers; any other head counts as 'colour' here: it has the
-    colour mix)."""
+    """The head of a built efficient network, told by its named layers ('colour' for the
+    heads without any, and for the Fritz networks)."""
     names = {layer.name for layer in model.layers}
-    if 'paint_decoder' in names:
-        return 'paint_decoder'
-    return 'paint' if 'paint_guide' in names else 'colour'
+    named = [name for name, head in HEADS.items() if head.layers and names >= set(head.layers)]
+    return max(named, key=lambda name: len(HEADS[name].layers), default='colour')
 
 
 def colour_mix(model):
@@ -300,7 +295,7 @@ def network_options(architecture='efficient', **options):
         raise ValueError(f'{architecture} has no option(s) {sorted(unknown)}')
     options = {**known, **options}
     if options and (options['head'] not in HEADS or options['padding'] not in PADDINGS):
-        raise ValueError(f'head must be one of {HEADS} and padding one of {PADDINGS}, got '
+        raise ValueError(f'head must be one of {tuple(HEADS)} and padding one of {PADDINGS}, got '
                          f'{options["head"]!r}, {options["padding"]!r}')
     return options
 
@@ -403,9 +398,8 @@ def _efficient_body(image, alpha, norm, head='colour', padding='zero', blocks=3,
     def upsample_like(x, reference):
         return ResizeLike(half_pixel_centers=False)([x, reference])
 
-    pixels_in = 1 / 127.5  # the first conv learns on -1..1 (the IN removes the offset)
     half = relu_norm(ScaledConv2D(middle, 3, strides=2, use_bias=False,
-                                  input_scale=pixels_in, **RAW_PIXELS)(EdgePadTopLeft()(image)))
+                                  input_scale=PIXELS_IN, **RAW_PIXELS)(EdgePadTopLeft()(image)))
     down = layers.Conv2D(wide, 3, strides=2, padding='valid' if edge else 'same', use_bias=False)
     x = relu_norm(conv3x3(down, half))
     for _ in range(blocks):
@@ -417,83 +411,119 @@ def _efficient_body(image, alpha, norm, head='colour', padding='zero', blocks=3,
 
 
 def _efficient_head(head, x, image, upsample_like):
-    """Full resolution from the 1/2-resolution features x and the image itself.
+    """Full resolution from the 1/2-resolution features x and the image itself: HEADS[head]."""
+    return HEADS[head].build(x, image, upsample_like)
 
-    Every head has the shipped one's terms: per pixel the upsampled 3-channel style term plus
-    a 1x1 colour mix of the image (1x1 conv and bilinear resize commute, so the style goes up
-    with 3 channels only). That term alone can only add blurred texture: to paint over a
-    photo edge it must cancel the sharp edge with a blurred one, which leaves halos and a
-    relief. The other heads add a term whose new conv starts at zero (so they start as the
-    shipped network) and which can keep, scale or remove the photo's own edges where it is:
-    'gain': (1 + g) * colours, a smooth per-pixel, per-channel gain g (3 channels upsampled);
-    'affine': a local affine colour transform (a bilateral-grid / guided-filter upsampler in
-    the spirit of HDRNet and Wu et al. 2018): 9 smooth coefficient maps A, upsampled,
-    multiply 9 learned projections of the image and a 1x1 conv sums them to RGB;
-    'refine': a 3x3 conv (6 -> 3) on [upsampled style, image] adds full-resolution texture
-    (zero-padded: a 1-px border effect; an edge pad of 6 full-resolution channels cost more
-    than the whole head).
-    'paint' and 'paint_decoder' have no colour mix of the photo: see _paint_head.
-    """
-    if head in PAINT_HEADS:
-        return _paint_head(head, x, image, upsample_like)
-    pixels_in = 1 / 127.5
+
+ZERO_START = {'kernel_initializer': 'zeros', 'use_bias': False}
+
+
+def _tint_terms(x, image, upsample_like):
+    """The shipped head's terms: per pixel the upsampled 3-channel style term plus a 1x1
+    colour mix of the image (1x1 conv and bilinear resize commute, so the style goes up with
+    3 channels only). That alone can only add blurred texture: to paint over a photo edge it
+    must cancel the sharp edge with a blurred one, which leaves halos and a relief. The other
+    tint heads add a term whose new conv starts at zero (so they start as the shipped network)
+    and which can keep, scale or remove the photo's own edges where it is."""
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5)(x), image)
-    colours = ScaledConv2D(3, 1, input_scale=pixels_in, output_scale=127.5, **RAW_PIXELS,
+    colours = ScaledConv2D(3, 1, input_scale=PIXELS_IN, output_scale=127.5, **RAW_PIXELS,
                            output_offset=127.5)(image)
-    terms = [style, colours]
-    zero = {'kernel_initializer': 'zeros', 'use_bias': False}
-    if head == 'gain':
-        gain = upsample_like(layers.Conv2D(3, 1, name='local_gain', **zero)(x), image)
-        terms.append(layers.Multiply()([gain, colours]))
-    elif head == 'affine':
-        coefficients = layers.Conv2D(9, 1, name='local_affine', **zero)(x)
-        projections = ScaledConv2D(9, 1, use_bias=False, input_scale=pixels_in, **RAW_PIXELS,
-                                   name='affine_projections')(image)
-        product = layers.Multiply()([upsample_like(coefficients, image), projections])
-        terms.append(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
-                                  name='affine_sum')(product))
-    elif head == 'refine':
-        both = layers.Concatenate()([style, image])
-        terms.append(ScaledConv2D(3, 3, padding='same', input_scale=pixels_in,
-                                  name='refine', **zero, **RAW_PIXELS)(both))
-    return layers.Add()(terms)
+    return style, colours
 
 
-def _paint_head(head, x, image, upsample_like):
+def _colour_head(x, image, upsample_like):
+    """The shipped head: style term + colour mix."""
+    return layers.Add()(list(_tint_terms(x, image, upsample_like)))
+
+
+def _gain_head(x, image, upsample_like):
+    """(1 + g) * colours: a smooth per-pixel, per-channel gain g (3 channels upsampled)."""
+    style, colours = _tint_terms(x, image, upsample_like)
+    gain = upsample_like(layers.Conv2D(3, 1, name='local_gain', **ZERO_START)(x), image)
+    return layers.Add()([style, colours, layers.Multiply()([gain, colours])])
+
+
+def _affine_head(x, image, upsample_like):
+    """A local affine colour transform (a bilateral-grid / guided-filter upsampler in the
+    spirit of HDRNet and Wu et al. 2018): 9 smooth coefficient maps A, upsampled, multiply 9
+    learned projections of the image and a 1x1 conv sums them to RGB."""
+    style, colours = _tint_terms(x, image, upsample_like)
+    coefficients = layers.Conv2D(9, 1, name='local_affine', **ZERO_START)(x)
+    projections = ScaledConv2D(9, 1, use_bias=False, input_scale=PIXELS_IN, **RAW_PIXELS,
+                               name='affine_projections')(image)
+    product = layers.Multiply()([upsample_like(coefficients, image), projections])
+    return layers.Add()([style, colours, ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
+                                                      name='affine_sum')(product)])
+
+
+def _refine_head(x, image, upsample_like):
+    """A 3x3 conv (6 -> 3) on [upsampled style, image] adds full-resolution texture
+    (zero-padded: a 1-px border effect; an edge pad of 6 full-resolution channels cost more
+    than the whole head)."""
+    style, colours = _tint_terms(x, image, upsample_like)
+    both = layers.Concatenate()([style, image])
+    return layers.Add()([style, colours, ScaledConv2D(
+        3, 3, padding='same', input_scale=PIXELS_IN, name='refine', **ZERO_START,
+        **RAW_PIXELS)(both)])
+
+
+def _paint_terms(x, image, upsample_like):
     """Heads that paint instead of tint: every colour comes from the network, the photo gives
-    structure only. The other heads add a full-resolution colour mix of the photo, so its
-    palette, edges and local contrast pass straight through and the style can only ride on
-    them.
-
-    'paint': the upsampled 3-channel style term around mid-grey (texture and palette made at
-    1/2 resolution), plus an edge guide: 3 learned 1x1 projections of the photo minus their
-    3x3 mean at 1/2 resolution, upsampled (the photo's detail above 1/2 resolution, with no
-    flat tone or colour), times a smooth 3-channel gain from x that starts at zero (no photo
-    edge shows until training asks for it, and in the colour it chooses). The 3x3 mean is
-    edge-padded and centred on pixel 2j, where the TF1-style resize puts it back.
-    'paint_decoder': also 8 channels of x upsampled to full resolution, a 3x3 depthwise conv
-    (zero-padded, as the refine head) and a 1x1 conv to RGB starting at zero: strokes finer
-    than 1/2 resolution.
-    """
-    pixels_in = 1 / 127.5
-    zero = {'kernel_initializer': 'zeros', 'use_bias': False}
+    structure only (the tint heads' colour mix lets its palette, edges and local contrast
+    pass straight through, so the style can only ride on them). The upsampled 3-channel
+    style term around mid-grey (texture and palette made at 1/2 resolution), plus an edge
+    guide: 3 learned 1x1 projections of the photo minus their 3x3 mean at 1/2 resolution,
+    upsampled (the photo's detail above 1/2 resolution, with no flat tone or colour), times a
+    smooth 3-channel gain from x that starts at zero (no photo edge shows until training asks
+    for it, and in the colour it chooses). The 3x3 mean is edge-padded and centred on pixel
+    2j, where the TF1-style resize puts it back."""
     style = upsample_like(ScaledConv2D(3, 1, use_bias=False, output_scale=127.5,
                                        output_offset=127.5)(x), image)
-    guide = ScaledConv2D(3, 1, use_bias=False, input_scale=pixels_in, name='paint_guide',
+    guide = ScaledConv2D(3, 1, use_bias=False, input_scale=PIXELS_IN, name='paint_guide',
                          **RAW_PIXELS)(image)
     coarse = layers.AveragePooling2D(3, strides=2)(EdgePad()(guide))
     detail = layers.Subtract()([guide, upsample_like(coarse, image)])
-    gain = upsample_like(ScaledConv2D(3, 1, output_scale=127.5, name='paint_gain', **zero)(x),
-                         image)
-    terms = [style, layers.Multiply()([gain, detail])]
-    if head == 'paint_decoder':
-        features = upsample_like(layers.Conv2D(8, 1, use_bias=False, name='paint_features')(x),
-                                 image)
-        strokes = layers.DepthwiseConv2D(3, padding='same', use_bias=False,
-                                         name='paint_strokes')(features)
-        terms.append(ScaledConv2D(3, 1, output_scale=127.5, name='paint_decoder',
-                                  **zero)(strokes))
+    gain = upsample_like(ScaledConv2D(3, 1, output_scale=127.5, name='paint_gain',
+                                      **ZERO_START)(x), image)
+    return [style, layers.Multiply()([gain, detail])]
+
+
+def _paint_head(x, image, upsample_like):
+    """Paint terms only."""
+    return layers.Add()(_paint_terms(x, image, upsample_like))
+
+
+def _paint_decoder_head(x, image, upsample_like):
+    """The paint terms plus 8 channels of x upsampled to full resolution, a 3x3 depthwise conv
+    (zero-padded, as the refine head) and a 1x1 conv to RGB starting at zero: strokes finer
+    than 1/2 resolution."""
+    terms = _paint_terms(x, image, upsample_like)
+    features = upsample_like(layers.Conv2D(8, 1, use_bias=False, name='paint_features')(x),
+                             image)
+    strokes = layers.DepthwiseConv2D(3, padding='same', use_bias=False,
+                                     name='paint_strokes')(features)
+    terms.append(ScaledConv2D(3, 1, output_scale=127.5, name='paint_decoder',
+                              **ZERO_START)(strokes))
     return layers.Add()(terms)
+
+
+class Head(collections.namedtuple('Head', 'build layers paints')):
+    """A head of the efficient network: build(x, image, upsample_like) -> full resolution;
+    layers: the names of the layers it adds to the shipped head (checkpoints.copy_weights
+    leaves them at their start when the source network has none); paints: no colour mix of
+    the photo (copy_weights leaves a source's mix out)."""
+
+
+HEADS = {
+    'colour': Head(_colour_head, (), False),
+    'gain': Head(_gain_head, ('local_gain',), False),
+    'affine': Head(_affine_head, ('local_affine', 'affine_projections', 'affine_sum'), False),
+    'refine': Head(_refine_head, ('refine',), False),
+    'paint': Head(_paint_head, ('paint_guide', 'paint_gain'), True),
+    'paint_decoder': Head(_paint_decoder_head, (
+        'paint_guide', 'paint_gain', 'paint_features', 'paint_strokes', 'paint_decoder'), True),
+}
+HEAD_LAYERS = frozenset(name for head in HEADS.values() for name in head.layers)
 
 
 def multiply_adds_per_megapixel(model, size=256):

@@ -290,7 +290,7 @@ def build_parser():
                         'luminance')
     parser.add_argument('--architecture', choices=network.ARCHITECTURES, default='efficient')
     parser.add_argument('--alpha', type=float, default=0.25, help='width multiplier')
-    parser.add_argument('--head', choices=network.HEADS,
+    parser.add_argument('--head', choices=tuple(network.HEADS),
                         help="efficient network: how full resolution is made (default "
                         "'colour', the shipped one, or the fine-tune checkpoint's; see "
                         "network._efficient_head)")
@@ -425,6 +425,14 @@ def float32_copy(model):
     return copy
 
 
+# Arguments training.json records as given; build_trainer adds what it works out.
+RECORDED_ARGUMENTS = ('teacher', 'fine_tune_checkpoint', 'fine_tune_style', 'style_distance',
+                      'tv_weight', 'stability_weight', 'halo_weight', 'halo_chroma',
+                      'batch_size', 'steps', 'learning_rate', 'seed', 'mixed_precision',
+                      'distribute', 'time_budget', 'style_size', 'blend_probability',
+                      'distill_loss')
+
+
 def build_trainer(args, replicas=1):
     """The Trainer for parsed arguments (network, fine-tune start, teacher, loss network and
     style targets) and the settings that training.json records."""
@@ -437,37 +445,9 @@ def build_trainer(args, replicas=1):
         0.0 if distilling else DEFAULT_STYLE_WEIGHT)
     if style_weight and not styles:
         raise SystemExit('error: give --style (or --teacher with --style-weight 0)')
-    if args.fine_tune_style and not args.fine_tune_checkpoint:
-        raise SystemExit('error: --fine-tune-style needs --fine-tune-checkpoint')
     conditional = args.mode == 'conditional' and len(styles) > 1
     num_styles = len(styles) if conditional else 1
-
-    architecture, alpha, fine_tune = args.architecture, args.alpha, None
-    if args.fine_tune_checkpoint:
-        fine_tune = checkpoints.load(args.fine_tune_checkpoint)
-        if args.fine_tune_checkpoint.endswith('.h5'):
-            architecture, alpha = fine_tune.architecture, fine_tune.alpha
-        if args.fine_tune_style:
-            try:
-                fine_tune = fine_tune.select_style(args.fine_tune_style)
-            except ValueError as error:
-                raise SystemExit(f'error: --fine-tune-style: {error}')
-    given = {name: value for name, value in (
-        ('head', args.head), ('padding', args.padding), ('blocks', args.blocks),
-        ('quarter_channels', args.quarter_channels)) if value is not None}  # unset: keep
-    try:
-        options = network.network_options(architecture, **{
-            **(fine_tune.options if fine_tune else {}), **given})
-    except ValueError as error:
-        raise SystemExit(f'error: {error}')
-    model = network.build_transformer(architecture, alpha, num_styles, **options)
-    if fine_tune is not None:
-        known = fine_tune.styles if network.style_count(fine_tune.model) > 1 else []
-        if conditional and known and names[:len(known)] != known:
-            raise SystemExit(f'error: the fine-tune checkpoint\'s styles ({", ".join(known)}) '
-                             'must come first in --style, in that order (styles after them '
-                             'are added)')
-        checkpoints.copy_weights(fine_tune.model, model)
+    model, architecture, alpha, options = build_student(args, names, conditional, num_styles)
 
     vgg = None
     if content_weight or style_weight:
@@ -492,19 +472,46 @@ def build_trainer(args, replicas=1):
         'architecture': architecture, 'alpha': alpha, 'network_options': options,
         'num_styles': num_styles,
         'image_size': [args.image_size, args.image_size],
-        'teacher': args.teacher, 'fine_tune_checkpoint': args.fine_tune_checkpoint,
-        'fine_tune_style': args.fine_tune_style,
         'vgg_weights': args.vgg_weights if vgg is not None else None,
         'content_weight': content_weight, 'style_weight': style_weight,
-        'style_distance': args.style_distance,
-        'tv_weight': args.tv_weight, 'stability_weight': args.stability_weight,
-        'halo_weight': args.halo_weight, 'halo_chroma': args.halo_chroma,
-        'batch_size': args.batch_size, 'steps': args.steps,
-        'learning_rate': args.learning_rate, 'seed': args.seed,
-        'mixed_precision': args.mixed_precision, 'distribute': args.distribute,
-        'backend': keras.backend.backend(), 'time_budget': args.time_budget,
+        'backend': keras.backend.backend(),
+        **{name: getattr(args, name) for name in RECORDED_ARGUMENTS},
     }
     return trainer, settings
+
+
+def build_student(args, style_names, conditional, num_styles):
+    """The network to train (model, architecture, alpha, network options): built from the
+    arguments, or from the fine-tune checkpoint's options overridden by those given, with the
+    checkpoint's weights copied in."""
+    if args.fine_tune_style and not args.fine_tune_checkpoint:
+        raise SystemExit('error: --fine-tune-style needs --fine-tune-checkpoint')
+    architecture, alpha, fine_tune = args.architecture, args.alpha, None
+    if args.fine_tune_checkpoint:
+        fine_tune = checkpoints.load(args.fine_tune_checkpoint)
+        if args.fine_tune_checkpoint.endswith('.h5'):
+            architecture, alpha = fine_tune.architecture, fine_tune.alpha
+        if args.fine_tune_style:
+            try:
+                fine_tune = fine_tune.select_style(args.fine_tune_style)
+            except ValueError as error:
+                raise SystemExit(f'error: --fine-tune-style: {error}')
+    given = {name: getattr(args, name) for name in network.EFFICIENT_OPTIONS
+             if getattr(args, name) is not None}  # unset: keep the checkpoint's
+    try:
+        options = network.network_options(architecture, **{
+            **(fine_tune.options if fine_tune else {}), **given})
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
+    model = network.build_transformer(architecture, alpha, num_styles, **options)
+    if fine_tune is not None:
+        known = fine_tune.styles if network.style_count(fine_tune.model) > 1 else []
+        if conditional and known and style_names[:len(known)] != known:
+            raise SystemExit(f'error: the fine-tune checkpoint\'s styles ({", ".join(known)}) '
+                             'must come first in --style, in that order (styles after them '
+                             'are added)')
+        checkpoints.copy_weights(fine_tune.model, model)
+    return model, architecture, alpha, options
 
 
 def fit(trainer, args, output_dir):
