@@ -5,12 +5,13 @@ The Keras model is traced into a tf.function with input signature image [1, None
 the frozen function is converted. (TFLiteConverter.from_keras_model fails on Fritz-like networks
 under TF 2.21 / Keras 3 with "'tf.Conv2D' op is neither a custom op nor a flex op".)
 
-Every conversion is checked: the .tflite is run with the local TFLite runtime on sample images
-and compared with the Keras model (PSNR); NaN, constant output or low PSNR exit non-zero.
+Every conversion is checked: the .tflite is run on sample images by the node's own runner
+(style_transfer_ros.model_runtime) and compared with the Keras model (PSNR); NaN, constant
+output or low PSNR exit non-zero.
 
-Consumers should identify the inputs by rank: the 4-D input is the image, the 2-D input the
-style weights (the converter keeps the order image, style_weights and the names, but other
-tools do not promise either).
+Consumers should tell the inputs apart by shape and type as model_runtime.model_tensors does
+(the converter keeps the order image, style_weights and the names, but other tools do not
+promise either).
 """
 import argparse
 import re
@@ -20,11 +21,15 @@ from pathlib import Path
 import numpy as np
 from style_transfer_ros.model_contract import (ARCHITECTURES, QUANTIZATIONS, TARGETS,
                                                validate_sidecar, write_sidecar)
+from style_transfer_ros.model_runtime import ModelRunner, find_runtime, resize
 
 from style_training import metadata as sidecar
-from style_training.images import list_images, load_image, psnr, resize
-from style_training.tflite_runner import (TFLiteStylizer, operator_versions, runtime_version,
-                                          schema)
+from style_training.images import list_images, load_image, psnr
+
+try:
+    from ai_edge_litert import schema_py_generated as schema
+except ImportError:  # pragma: no cover - environments with TensorFlow only
+    from tensorflow.lite.python import schema_py_generated as schema
 
 # Lowest parity PSNR (dB, TFLite vs Keras) accepted by default. Measured on 3 Kodak images at
 # 256 px with the Fritz starry_night_256x256_025.h5: none 100 (exact), float16 81.6,
@@ -184,17 +189,17 @@ def parity_psnr(keras_model, tflite_path, images, style_weights=None):
     clipped to 0..255) and problem ('NaN output', 'constant output' or None).
     Fixed-size models are compared at their own size.
     """
-    stylizer = TFLiteStylizer(tflite_path)
+    runner = ModelRunner.from_file(tflite_path)
     results = []
     for index, image in enumerate(images):
-        if stylizer.fixed_size:
-            image = resize(image, *stylizer.fixed_size)
+        if runner.fixed_size:
+            image = resize(image, *runner.fixed_size)
         for weights in (style_weights or [None]):
             inputs = np.asarray(image, np.float32)[None]
             if weights is not None:
                 inputs = [inputs, np.asarray(weights, np.float32).reshape(1, -1)]
             expected = np.asarray(keras_model(inputs, training=False))[0]
-            actual = stylizer(image, weights)
+            actual = runner.run(image, weights)
             problem = None
             if not np.all(np.isfinite(actual)):
                 problem = 'NaN output'
@@ -207,6 +212,28 @@ def parity_psnr(keras_model, tflite_path, images, style_weights=None):
                 'problem': problem,
             })
     return results
+
+
+def runtime_version():
+    """'ai_edge_litert 2.3.0': the runtime the parity check ran on, for verified_runtimes."""
+    name, version, _ = find_runtime()
+    return f'{name} {version}'
+
+
+def operator_versions(tflite_path):
+    """{builtin op name: highest version used} read from the flatbuffer's operator codes."""
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+    model = schema.Model.GetRootAs(Path(tflite_path).read_bytes(), 0)
+    versions = {}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Codes above 127 live in builtin_code; older ones in deprecated_builtin_code.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f'BUILTIN_{builtin}')
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            name = f'CUSTOM:{code.CustomCode().decode()}'
+        versions[name] = max(versions.get(name, 0), code.Version())
+    return versions
 
 
 def nano_problems(op_versions):
