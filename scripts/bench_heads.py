@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from style_training import network
-from style_training.convert import convert_model, nano_problems
-from style_training.tflite_runner import operator_versions
+from style_training.convert import convert_model, nano_problems, operator_versions
 from style_transfer_ros.stylizer import Stylizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +93,7 @@ def time_models(paths, threads=2, rounds=40, repeats=3):
         stylizer = Stylizer(str(path), num_threads=threads)
         stylizer.stylize(image)  # allocates at the frame's size, warms up
         # invoke alone: the network on the input already in the interpreter's buffer
-        runners[key] = (stylizer._interpreter.invoke, lambda s=stylizer: s.stylize(image))
+        runners[key] = (stylizer.runner.invoke, lambda s=stylizer: s.stylize(image))
     samples = {key: ([], []) for key in paths}
     keys = list(paths)
     for round_index in range(rounds):

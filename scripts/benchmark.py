@@ -34,9 +34,10 @@ from ros_processes import (REPO, bare_cpu_ms_per_frame, camera_frames, require_l
                            steady_camera_run)
 from style_transfer_ros import recordings
 from style_transfer_ros.catalog import Catalog
+from style_transfer_ros.model_runtime import find_runtime
 from style_transfer_ros.node_parameters import auto_threads
 from style_transfer_ros.stylize import NoProgress, run_pipeline
-from style_transfer_ros.stylizer import ModelError, Stylizer, find_runtime
+from style_transfer_ros.stylizer import ModelError, Stylizer
 
 ANCHOR = os.path.join(REPO, '..', 'shared', 'data', 'anchors', 'fritz',
                       'starry_night_640x480_025.tflite')

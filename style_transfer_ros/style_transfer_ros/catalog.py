@@ -7,19 +7,14 @@ import collections
 import glob
 import os
 
+import numpy as np
+
+from style_transfer_ros.error_text import clip
 from style_transfer_ros.model_contract import (model_file_problem, read_sidecar,
                                                sidecar_path)
-from style_transfer_ros.stylizer import (FILE_MISSING, MAX_MODEL_BYTES, regular_file_problem,
-                                         validate_style_weights)
+from style_transfer_ros.stylizer import FILE_MISSING, MAX_MODEL_BYTES, regular_file_problem
 
-MAX_ECHO = 80  # characters of a request repeated in an error message
 MAX_SIDECAR_BYTES = 2 ** 20
-
-
-def clip(text):
-    """text cut to MAX_ECHO characters: a huge request must not flood replies and logs."""
-    text = str(text)
-    return text[:MAX_ECHO] + '...' if len(text) > MAX_ECHO else text
 
 
 def looks_like_path(style):
@@ -29,6 +24,29 @@ def looks_like_path(style):
 
 class SelectionError(ValueError):
     """A style request that does not name a usable model; the message says why."""
+
+
+def normalized_weights(weights, count):
+    """The one rule for style weights: `count` finite, non-negative numbers, not all zero,
+    scaled to sum to 1; no weights at all means every style equally. Returns floats; raises
+    ValueError with the reason."""
+    if len(weights) == 0:
+        weights = [1.0] * count
+    try:
+        values = np.asarray(weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError('style weights must be numbers, got {}'.format(clip(weights)))
+    if values.size != count:
+        raise ValueError('expected {} style weights, got {}'.format(count, values.size))
+    if not np.all(np.isfinite(values)):
+        raise ValueError('style weights must be finite, got {}'.format(clip(values.tolist())))
+    if np.any(values < 0):
+        raise ValueError('style weights must not be negative, got {}'.format(
+            clip(values.tolist())))
+    total = values.sum()
+    if total <= 0:
+        raise ValueError('style weights must not all be zero')
+    return [float(w) for w in values / total]
 
 
 class StyleEntry(object):
@@ -61,6 +79,22 @@ class StyleSelection(object):
         self.entry = entry
         self.weights = weights
 
+    def weights_for(self, num_styles):
+        """The weights to run the loaded model with (num_styles from the model itself; 0 for
+        a single-style model): the selection's, or equal ones for a multi-style file chosen
+        by path, whose styles no sidecar names. Raises SelectionError when they do not fit."""
+        if num_styles == 0:
+            if self.weights:
+                raise SelectionError('{} is a single-style model: blend weights do not '
+                                     'apply'.format(self.description))
+            return None
+        if self.weights is not None and len(self.weights) == num_styles:
+            return self.weights
+        if self.weights is not None:
+            raise SelectionError('{} has {} styles, its sidecar names {}'.format(
+                clip(self.model_path), num_styles, len(self.weights)))
+        return normalized_weights([], num_styles)
+
     @property
     def description(self):
         if self.entry is None:
@@ -77,7 +111,7 @@ class Catalog(object):
 
     A file without a valid sidecar, or that is no TFLite model, is skipped with a line in
     `problems`. When two files share a name with different sidecar targets ('current',
-    'nano'), the one for `target` (see stylizer.runtime_target) is listed.
+    'nano'), the one for `target` (see model_runtime.runtime_target) is listed.
     """
 
     def __init__(self, model_dirs, target='current'):
@@ -202,14 +236,14 @@ class Catalog(object):
         if weights and len(weights) != len(style_names):
             raise SelectionError('got {} blend_weights for {} styles ({})'.format(
                 len(weights), len(style_names), ', '.join(style_names)))
-        full = [0.0] * len(entry.style_names)
-        for name, weight in zip(style_names, weights or [1.0] * len(style_names)):
-            full[entry.style_names.index(name)] = weight
         try:
-            normalized = validate_style_weights(full, len(full))
+            normalized = normalized_weights(weights, len(style_names))
         except ValueError as error:
             raise SelectionError('{}: {}'.format(entry.name, error))
-        return StyleSelection(entry.model_path, entry, [float(w) for w in normalized])
+        full = [0.0] * len(entry.style_names)
+        for name, weight in zip(style_names, normalized):
+            full[entry.style_names.index(name)] = weight
+        return StyleSelection(entry.model_path, entry, full)
 
     def _resolve_path(self, path, blend_weights, allow_model_paths):
         """A model file inside the model directories; relative paths are looked up there."""

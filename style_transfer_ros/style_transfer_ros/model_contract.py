@@ -3,8 +3,8 @@
 The one definition of the sidecar format and its validation, shared by the node's catalog
 (which reads sidecars) and the training converter (which writes them), so the converter
 cannot write a sidecar the node refuses. Python 3.6 and the standard library only: the node
-runs on the Jetson Nano's Python 3.6, and training/ imports this module (and nothing else of
-the ROS package).
+runs on the Jetson Nano's Python 3.6, and training/ imports this module (and of the rest of the
+ROS package only model_runtime.py).
 """
 import json
 import os

@@ -3,19 +3,12 @@ validator, so start-up, `ros2 param set` and ~/set_style share every rule.
 
 Plain Python (no rclpy): the node builds its descriptors from SPECS.
 """
-import math
 import numbers
 import os
 
-from style_transfer_ros.catalog import clip
+from style_transfer_ros.error_text import echo
 from style_transfer_ros.image_conversion import OUTPUT_ENCODINGS
-from style_transfer_ros.stylizer import (MAX_PROCESSING_SIZE, MIN_PROCESSING_SIZE,
-                                         OUTPUT_SIZES)
-
-
-def echo(value):
-    """repr(value) as errors repeat it: clipped, so a 100 KB value does not flood the log."""
-    return clip(repr(value))
+from style_transfer_ros.stylizer import MAX_PROCESSING_SIZE, OUTPUT_SIZES, checked_processing_size
 
 
 class Spec(object):
@@ -123,12 +116,8 @@ def _validate(spec, value):
         if not all(isinstance(v, wanted) and not isinstance(v, bool) for v in items):
             raise ValueError('%s must be a list of %s, got %s' % (
                 spec.name, 'strings' if kind == 'string_array' else 'numbers', echo(value)))
-        if kind == 'double_array':
-            items = [float(v) for v in items]
-            if not all(math.isfinite(v) and v >= 0 for v in items):
-                raise ValueError('%s must be finite and not negative, got %s'
-                                 % (spec.name, echo(value)))
-        return items
+        # The weights' own rule (finite, non-negative, ...) is the catalog's normalized_weights.
+        return [float(v) for v in items] if kind == 'double_array' else items
     if kind == 'bool':
         if not isinstance(value, bool):
             raise ValueError('%s must be true or false, got %s' % (spec.name, echo(value)))
@@ -143,12 +132,11 @@ def _validate(spec, value):
     if not _is_number(value) or (kind == 'integer' and not isinstance(value, numbers.Integral)):
         raise ValueError('%s must be %s, got %s' % (
             spec.name, 'an integer' if kind == 'integer' else 'a number', echo(value)))
+    if spec.name == 'processing_size':  # the Stylizer's rule; limits only describe it to ROS
+        return checked_processing_size(value)
     if not limits[0] <= value <= limits[1]:  # also refuses NaN
         raise ValueError('%s must be within [%s, %s], got %s'
                          % (spec.name, limits[0], limits[1], echo(value)))
-    if spec.name == 'processing_size' and 0 < value < MIN_PROCESSING_SIZE:
-        raise ValueError('processing_size must be 0 (frame size) or at least %d, got %d'
-                         % (MIN_PROCESSING_SIZE, value))
     return int(value) if kind == 'integer' else float(value)
 
 

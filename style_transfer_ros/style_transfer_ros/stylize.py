@@ -21,7 +21,8 @@ import numpy as np
 from style_transfer_ros import recordings
 from style_transfer_ros.catalog import Catalog, SelectionError
 from style_transfer_ros.node_parameters import SPEC_BY_NAME, Settings, model_directories
-from style_transfer_ros.stylizer import ModelError, Stylizer, runtime_target
+from style_transfer_ros.model_runtime import runtime_target
+from style_transfer_ros.stylizer import ModelError, Stylizer
 
 QUEUE_DEPTH = 8  # frames waiting for the stylizer, and for the encoder
 POLL_SECONDS = 0.1  # how often a blocked pipeline thread looks whether the run has stopped
@@ -241,9 +242,10 @@ def run(args):
     stylizer = Stylizer(selection.model_path, num_threads=settings.threads,
                         processing_size=settings.processing_size,
                         output_size=settings.output_size)
+    weights = selection.weights_for(stylizer.num_styles)
 
     def paint(rgb):
-        stylized = stylizer.stylize(rgb, style_weights=selection.weights,
+        stylized = stylizer.stylize(rgb, style_weights=weights,
                                     strength=settings.strength)
         return np.hstack((rgb, stylized)) if args.side_by_side else stylized
 

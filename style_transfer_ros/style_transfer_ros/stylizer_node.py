@@ -44,9 +44,10 @@ from style_transfer_ros.image_conversion import (ImageConversionError, Oversized
                                                  compressed_msg_to_rgb, image_msg_to_rgb,
                                                  parse_serialized_image, rgb_to_compressed_msg,
                                                  serialize_image)
+from style_transfer_ros.model_runtime import runtime_target
 from style_transfer_ros.node_parameters import SPECS, Settings, cores, model_directories
 from style_transfer_ros.stylizer import (RELEASE_FACTOR, ModelError, Stylizer,
-                                         give_back_freed_memory, runtime_target)
+                                         give_back_freed_memory)
 
 LOG_PERIOD = 10.0  # seconds between the node's one-line rate reports
 WARNING_PERIOD = 5.0  # seconds between two warnings of one kind
@@ -88,11 +89,7 @@ class ActiveStyle(object):
         self.stylizer = stylizer
         self.selection = selection
         self.strength = strength
-        # A multi-style model chosen by path has no catalog entry to say its styles: blend
-        # them equally.
-        self.weights = selection.weights
-        if not self.weights and stylizer.num_styles:
-            self.weights = [1.0 / stylizer.num_styles] * stylizer.num_styles
+        self.weights = selection.weights_for(stylizer.num_styles)  # raises SelectionError
 
     def describe(self):
         text = self.selection.description
@@ -193,12 +190,10 @@ class StylizerNode(Node):
             stylizer = current.stylizer  # same file: only weights, strength or sizes change
         else:
             stylizer = Stylizer(selection.model_path, num_threads=settings.threads)
-        if stylizer.num_styles == 0 and selection.weights:
-            raise SelectionError('%s is a single-style model: blend weights do not apply'
-                                 % selection.description)
+        active = ActiveStyle(stylizer, selection, settings.strength)  # checks the weights
         stylizer.processing_size = settings.processing_size  # validated by Settings
         stylizer.output_size = settings.output_size
-        return ActiveStyle(stylizer, selection, settings.strength)
+        return active
 
     def _on_set_parameters(self, parameters):
         """The one path for every change: validate all of it, load what it needs, then swap;

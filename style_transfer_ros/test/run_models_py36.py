@@ -14,7 +14,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from style_transfer_ros.stylizer import Stylizer, find_runtime  # noqa: E402
+from style_transfer_ros.model_runtime import find_runtime  # noqa: E402
+from style_transfer_ros.stylizer import Stylizer  # noqa: E402
 
 FRAME_SIZE = (480, 640)
 

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from style_transfer_ros.catalog import Catalog, SelectionError
+from style_transfer_ros.catalog import Catalog, SelectionError, StyleSelection, normalized_weights
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 # A FlatBuffer header with the TFLite identifier: enough for the catalog, which never runs it.
@@ -126,6 +126,33 @@ def test_blend_styles_not_in_one_model_lists_models(catalog):
 def test_bad_blend_weights_raise(catalog, weights):
     with pytest.raises(SelectionError):
         catalog.resolve('', blend_styles=['warm', 'cool'], blend_weights=weights)
+
+
+@pytest.mark.parametrize('weights, reason', [
+    ([1, -1], 'must not be negative'), ([float('nan'), 1], 'must be finite'),
+    ([float('inf'), 1], 'must be finite'), ([0, 0], 'must not all be zero'),
+    ([1], 'expected 2 style weights, got 1'), (['a', 'b'], 'must be numbers')])
+def test_normalized_weights_is_the_one_weight_rule(weights, reason):
+    with pytest.raises(ValueError, match=reason):
+        normalized_weights(weights, 2)
+
+
+def test_normalized_weights_scale_to_one_and_default_to_equal():
+    assert normalized_weights([1, 3], 2) == [0.25, 0.75]
+    assert normalized_weights([], 4) == [0.25] * 4
+    assert all(type(w) is float for w in normalized_weights([1, 3], 2))
+
+
+def test_weights_for_the_loaded_model():
+    """What the node and `stylize` run a loaded model with: the selection's weights, equal
+    ones for a multi-style file without a sidecar, and a refusal when they do not fit."""
+    assert StyleSelection('a.tflite').weights_for(0) is None
+    assert StyleSelection('a.tflite').weights_for(3) == pytest.approx([1 / 3.0] * 3)
+    assert StyleSelection('a.tflite', weights=[0.5, 0.5]).weights_for(2) == [0.5, 0.5]
+    with pytest.raises(SelectionError, match='single-style model: blend weights do not apply'):
+        StyleSelection('a.tflite', weights=[0.5, 0.5]).weights_for(0)
+    with pytest.raises(SelectionError, match='a.tflite has 3 styles, its sidecar names 2'):
+        StyleSelection('a.tflite', weights=[0.5, 0.5]).weights_for(3)
 
 
 def test_unknown_and_empty_styles_list_available(catalog):

@@ -156,4 +156,4 @@ def test_training_imports_no_other_module_of_the_ros_package():
     used = set()
     for path in sources:
         used.update(m for m in imported_modules(path) if m.split('.')[0] == 'style_transfer_ros')
-    assert used == {'style_transfer_ros.model_contract'}
+    assert used == {'style_transfer_ros.model_contract', 'style_transfer_ros.model_runtime'}

@@ -371,7 +371,7 @@ def test_diagnostics_warn_when_the_camera_is_silent(model_dir):
 
 
 @pytest.mark.parametrize('parameters, reason', [
-    ({'processing_size': 8}, 'processing_size must be 0 (frame size) or at least 16'),
+    ({'processing_size': 8}, 'processing_size must be 0 (frame size) or between 16 and 4096 px'),
     ({'style': 'no_such_style'}, 'no_such_style'),
 ])
 def test_start_up_errors_are_one_fatal_line(model_dir, parameters, reason):

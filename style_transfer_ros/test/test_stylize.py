@@ -172,7 +172,7 @@ def test_existing_output_and_the_input_are_never_replaced(tmp_path, capsys):
 
 @pytest.mark.parametrize('arguments, message', [
     (['--strength', '1.5'], 'strength must be within [0.0, 1.0]'),
-    (['--processing-size', '8'], 'processing_size must be 0 (frame size) or at least 16'),
+    (['--processing-size', '8'], 'processing_size must be 0 (frame size) or between 16 and'),
     (['--style', 'nope'], "unknown style 'nope'"),
     (['--blend-weights', '1', '2'], 'single-style model; it cannot blend'),
 ])

@@ -4,8 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from style_transfer_ros import stylizer
-from style_transfer_ros.stylizer import ModelError, Stylizer, validate_style_weights
+from style_transfer_ros.stylizer import ModelError, Stylizer
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 FRITZ_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared',
@@ -125,28 +124,23 @@ def test_style_weights_change_the_output(loaded):
     outputs = [model.stylize(frame, w) for w in ([1, 0, 0], [0, 1, 0], [0, 0, 1])]
     assert mean_difference(outputs[0], outputs[1]) > 10
     assert mean_difference(outputs[1], outputs[2]) > 10
-    assert np.array_equal(model.stylize(frame, [4, 0, 0]), outputs[0])  # normalized
-    blend = model.stylize(frame, [1, 1, 0]).astype(np.int16)
+    blend = model.stylize(frame, [0.5, 0.5, 0]).astype(np.int16)
     low = np.minimum(outputs[0], outputs[1]) - 1
     high = np.maximum(outputs[0], outputs[1]) + 1
     assert np.all((low <= blend) & (blend <= high))
 
 
-@pytest.mark.parametrize('weights', [None, [1, 0], [1, 0, 0, 0], [-1, 1, 1], [float('nan'), 1, 1],
-                                     [0, 0, 0], [float('inf'), 0, 0], ['a', 'b', 'c']])
-def test_bad_style_weights_raise(loaded, weights):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize('weights', [None, [1, 0], [1, 0, 0, 0]])
+def test_style_weights_that_do_not_fit_the_model_raise(loaded, weights):
+    """The catalog validates and normalizes weights (test_catalog); stylize only refuses a
+    vector of the wrong length, a programming error."""
+    with pytest.raises(ValueError, match='takes 3 style weights'):
         loaded['multi_style'].stylize(make_frame(16, 16), weights)
 
 
 def test_single_style_model_rejects_weights(loaded):
-    with pytest.raises(ValueError, match='single-style'):
+    with pytest.raises(ValueError, match='takes 0 style weights'):
         loaded['float_dynamic'].stylize(make_frame(16, 16), [1.0])
-
-
-def test_validate_style_weights_normalizes():
-    assert validate_style_weights(None, 0) is None
-    assert np.allclose(validate_style_weights([1, 3], 2), [0.25, 0.75])
 
 
 def test_strength_blends_with_the_original(loaded):
@@ -210,34 +204,6 @@ def test_wrong_io_shapes_raise_model_error():
         Stylizer(os.path.join(FIXTURES, 'invalid', 'wrong_io.tflite'))
 
 
-def test_runtime_forced_by_environment(monkeypatch):
-    monkeypatch.delenv(stylizer.RUNTIME_ENV, raising=False)
-    name, version, _ = stylizer.find_runtime()
-    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'no_such_runtime')
-    with pytest.raises(RuntimeError, match='not a known TFLite runtime'):
-        stylizer.find_runtime()
-    monkeypatch.setenv(stylizer.RUNTIME_ENV, name)
-    assert stylizer.find_runtime()[:2] == (name, version)
-    assert Stylizer(model_path('int8')).backend == '{} {}'.format(name, version)
-
-
-def test_runtime_forced_to_missing_one_lists_what_was_tried(monkeypatch):
-    import sys
-    monkeypatch.setitem(sys.modules, 'tflite_runtime', None)  # import fails
-    monkeypatch.setattr(stylizer, '_runtime_cache', {})
-    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'tflite_runtime')
-    with pytest.raises(RuntimeError, match='tried: tflite_runtime.interpreter'):
-        stylizer.find_runtime()
-
-
-def test_runtime_forced_to_tensorflow(monkeypatch):
-    pytest.importorskip('tensorflow')
-    monkeypatch.setenv(stylizer.RUNTIME_ENV, 'tensorflow.lite')
-    model = Stylizer(model_path('multi_style'))
-    assert model.backend.startswith('tensorflow.lite ')
-    assert model.stylize(make_frame(32, 32), [0, 0, 1]).shape == (32, 32, 3)
-
-
 @pytest.mark.skipif(not os.path.isfile(FRITZ_MODEL), reason='../shared/data (Fritz anchor) absent')
 def test_fritz_anchor_model():
     model = Stylizer(FRITZ_MODEL, num_threads=2)
@@ -246,15 +212,6 @@ def test_fritz_anchor_model():
     out = model.stylize(frame)
     assert out.shape == (240, 320, 3)
     assert mean_difference(out, frame) > 20
-
-
-@pytest.mark.parametrize('name, version, target', [
-    ('ai_edge_litert', '2.3.0', 'current'), ('ai_edge_litert', '1.0.1', 'current'),
-    ('tflite_runtime', '2.5.0.post1', 'nano'), ('tensorflow.lite', '2.6.2', 'nano'),
-    ('tensorflow.lite', '2.7.0', 'nano'), ('tflite_runtime', '2.14.0', 'current'),
-    ('tensorflow.lite', '2.21.0', 'current')])
-def test_runtime_target(name, version, target):
-    assert stylizer.runtime_target(name, version) == target
 
 
 def test_unreadable_model_file_is_a_model_error(monkeypatch):
@@ -278,9 +235,9 @@ def test_memory_is_given_back_after_a_size_spike():
     model = Stylizer(model_path('float_dynamic'), num_threads=1)
     small = make_frame(48, 64)
     expected = model.stylize(small)
-    interpreter = model._interpreter
+    interpreter = model.runner._interpreter
     model.stylize(make_frame(480, 640))
-    assert model._interpreter is interpreter  # growing reuses the interpreter
+    assert model.runner._interpreter is interpreter  # growing reuses the interpreter
     assert np.array_equal(model.stylize(small), expected)
-    assert model._interpreter is not interpreter  # shrinking 100x starts a fresh one
-    assert model._allocated_shape == (48, 64)
+    assert model.runner._interpreter is not interpreter  # shrinking 100x starts a fresh one
+    assert model.runner.allocated_shape == (48, 64)

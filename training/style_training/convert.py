@@ -5,12 +5,13 @@ The Keras model is traced into a tf.function with input signature image [1, None
 the frozen function is converted. (TFLiteConverter.from_keras_model fails on Fritz-like networks
 under TF 2.21 / Keras 3 with "'tf.Conv2D' op is neither a custom op nor a flex op".)
 
-Every conversion is checked: the .tflite is run with the local TFLite runtime on sample images
-and compared with the Keras model (PSNR); NaN, constant output or low PSNR exit non-zero.
+Every conversion is checked: the .tflite is run on sample images by the node's own runner
+(style_transfer_ros.model_runtime) and compared with the Keras model (PSNR); NaN, constant
+output or low PSNR exit non-zero.
 
-Consumers should identify the inputs by rank: the 4-D input is the image, the 2-D input the
-style weights (the converter keeps the order image, style_weights and the names, but other
-tools do not promise either).
+Consumers should tell the inputs apart by shape and type as model_runtime.model_tensors does
+(the converter keeps the order image, style_weights and the names, but other tools do not
+promise either).
 """
 import argparse
 import re
@@ -20,17 +21,18 @@ from pathlib import Path
 import numpy as np
 from style_transfer_ros.model_contract import (ARCHITECTURES, QUANTIZATIONS, TARGETS,
                                                validate_sidecar, write_sidecar)
+from style_transfer_ros.model_runtime import ModelRunner, find_runtime, resize
 
 from style_training import metadata as sidecar
-from style_training.images import list_images, load_image, psnr, resize
-from style_training.tflite_runner import (TFLiteStylizer, operator_versions, runtime_version,
-                                          schema)
+from style_training.images import list_images, load_image, psnr
 
-# Lowest parity PSNR (dB, TFLite vs Keras) accepted by default. Measured on 3 Kodak images at
-# 256 px with the Fritz starry_night_256x256_025.h5: none 100 (exact), float16 81.6,
-# dynamic 41.0-46.6, int8 31.5-34.8 (activations are 8-bit too); the edge-affine efficient
-# network (runs/starry_affine_v1, step 900): float16 76.6-79.3, int8 26.0-31.1; tiny test
-# models: float16 74-80, int8 29-36. The thresholds leave a margin below those.
+try:
+    from ai_edge_litert import schema_py_generated as schema
+except ImportError:  # pragma: no cover - environments with TensorFlow only
+    from tensorflow.lite.python import schema_py_generated as schema
+
+# Lowest parity PSNR (dB, TFLite vs Keras) accepted by default: a margin below what each mode
+# gives (the figures are in docs/training.md, "Convert, check and use").
 DEFAULT_MIN_PSNR = {'none': 60.0, 'float16': 50.0, 'dynamic': 30.0, 'int8': 25.0}
 # A stylized image whose pixels vary less than this (std over all pixels, 0..255) is "constant".
 MIN_OUTPUT_STD = 1.0
@@ -40,9 +42,7 @@ MIN_OUTPUT_STD = 1.0
 # tensorflow/lite/tools/versioning/runtime_version.cc, which maps (op, version) to the first
 # runtime release that has it; these are the highest versions mapped to <= 2.5.0. Only ops our
 # networks (and their quantized forms) use are listed; any other op fails the check as unknown.
-# That map is the converter's own claim, not read from TF 2.5's kernel registry; one measurement
-# agrees: a full-int8 Fritz model needs TILE v3 (mapped to 2.8.0) and fails to load on TF 2.6
-# ("Didn't find op for builtin opcode 'TILE' version '3'").
+# That map is the converter's own claim, not TF 2.5's kernel registry (docs/training.md).
 NANO_MAX_OP_VERSIONS = {
     'ADD': 3, 'AVERAGE_POOL_2D': 3, 'BATCH_MATMUL': 4, 'CAST': 1, 'CONCATENATION': 3,
     'CONV_2D': 5, 'DEPTHWISE_CONV_2D': 6, 'DEPTH_TO_SPACE': 2, 'DEQUANTIZE': 4, 'DIV': 2,
@@ -184,17 +184,17 @@ def parity_psnr(keras_model, tflite_path, images, style_weights=None):
     clipped to 0..255) and problem ('NaN output', 'constant output' or None).
     Fixed-size models are compared at their own size.
     """
-    stylizer = TFLiteStylizer(tflite_path)
+    runner = ModelRunner.from_file(tflite_path)
     results = []
     for index, image in enumerate(images):
-        if stylizer.fixed_size:
-            image = resize(image, *stylizer.fixed_size)
+        if runner.fixed_size:
+            image = resize(image, *runner.fixed_size)
         for weights in (style_weights or [None]):
             inputs = np.asarray(image, np.float32)[None]
             if weights is not None:
                 inputs = [inputs, np.asarray(weights, np.float32).reshape(1, -1)]
             expected = np.asarray(keras_model(inputs, training=False))[0]
-            actual = stylizer(image, weights)
+            actual = runner.run(image, weights)
             problem = None
             if not np.all(np.isfinite(actual)):
                 problem = 'NaN output'
@@ -207,6 +207,28 @@ def parity_psnr(keras_model, tflite_path, images, style_weights=None):
                 'problem': problem,
             })
     return results
+
+
+def runtime_version():
+    """'ai_edge_litert 2.3.0': the runtime the parity check ran on, for verified_runtimes."""
+    name, version, _ = find_runtime()
+    return f'{name} {version}'
+
+
+def operator_versions(tflite_path):
+    """{builtin op name: highest version used} read from the flatbuffer's operator codes."""
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+    model = schema.Model.GetRootAs(Path(tflite_path).read_bytes(), 0)
+    versions = {}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Codes above 127 live in builtin_code; older ones in deprecated_builtin_code.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f'BUILTIN_{builtin}')
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            name = f'CUSTOM:{code.CustomCode().decode()}'
+        versions[name] = max(versions.get(name, 0), code.Version())
+    return versions
 
 
 def nano_problems(op_versions):
@@ -265,6 +287,23 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _check_options(args)
+    model, num_styles, name, metadata = _load_checkpoint(args)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tflite_path = output_dir / f'{name}.tflite'
+    op_versions = _convert(args, model, tflite_path)
+    mean_psnr = _check_parity(args, model, tflite_path, num_styles)
+    metadata.update(verified_runtimes=[runtime_version()], op_versions=op_versions,
+                    nano_compatible=not nano_problems(op_versions),
+                    parity_psnr_db=round(mean_psnr, 2))
+    write_sidecar(output_dir / f'{name}.json', metadata)
+    print(f'wrote {output_dir / (name + ".json")}')
+    return 0
+
+
+def _check_options(args):
+    """Refuse what cannot work, warn about what is slow, before loading anything."""
     if args.target == 'nano' and args.quantization == 'int8':
         print('warning: int8 models ran ~12x slower than float16 on TF 2.6 (x86, 2 threads: '
               'about 1 s per 640x480 frame); prefer --quantization float16 or none for nano',
@@ -275,6 +314,10 @@ def main(argv=None):
     if args.quantization == 'int8' and not args.representative_dir:
         raise SystemExit('error: int8 needs --representative-dir (content images)')
 
+
+def _load_checkpoint(args):
+    """(Keras model, its style count, catalog name, sidecar metadata) of args.source, the
+    metadata validated as the node will read it."""
     from style_training import checkpoints
     from style_training.network import style_count
 
@@ -290,7 +333,7 @@ def main(argv=None):
         except ValueError as error:
             raise SystemExit(f'error: --select-style: {error}')
         num_styles = 1
-    model, styles = checkpoint.model, checkpoint.styles
+    styles = checkpoint.styles
     name = args.name or (sidecar.painting_key(styles[0]) if len(styles) == 1 else None)
     if not name:
         raise SystemExit('error: give --name for this model')
@@ -302,10 +345,12 @@ def main(argv=None):
         validate_sidecar(metadata)
     except ValueError as error:
         raise SystemExit(f'error: {error}; nothing written')
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tflite_path = output_dir / f'{name}.tflite'
+    return checkpoint.model, num_styles, name, metadata
 
+
+def _convert(args, model, tflite_path):
+    """Write the .tflite; return its op versions. A 'nano' target that the TF 2.5 runtime
+    could not load is deleted and refused."""
     representative = None
     if args.quantization == 'int8':
         representative = [load_image(p, args.representative_size)
@@ -314,14 +359,18 @@ def main(argv=None):
                          args.fixed_size)
     shape = 'fixed {}x{}'.format(*args.fixed_size) if args.fixed_size else 'dynamic H/W'
     print(f'wrote {tflite_path}: {size / 1024:.1f} KiB ({args.quantization}, {shape})')
-
     op_versions = operator_versions(tflite_path)
     problems = nano_problems(op_versions)
     print('ops: ' + ', '.join(f'{op} v{v}' for op, v in sorted(op_versions.items())))
     if args.target == 'nano' and problems:
         tflite_path.unlink()
         raise SystemExit('error: not loadable on the TF 2.5 runtime: ' + '; '.join(problems))
+    return op_versions
 
+
+def _check_parity(args, model, tflite_path, num_styles):
+    """Print the parity of every sample (and weight vector); return the mean PSNR, or exit
+    non-zero (the .tflite kept for inspection, no sidecar) when one check fails."""
     images = ([load_image(p, args.sample_size)
                for p in list_images(args.sample_dir, args.sample_count)] if args.sample_dir
               else synthetic_images(args.sample_count))
@@ -338,12 +387,7 @@ def main(argv=None):
         raise SystemExit(f'error: PARITY CHECK FAILED for {tflite_path} ({len(failures)} of '
                          f'{len(results)} checks: NaN/constant output or PSNR < {min_psnr} dB); '
                          'the file is kept for inspection, no sidecar written')
-
-    metadata.update(verified_runtimes=[runtime_version()], op_versions=op_versions,
-                    nano_compatible=not problems, parity_psnr_db=round(mean_psnr, 2))
-    write_sidecar(output_dir / f'{name}.json', metadata)
-    print(f'wrote {output_dir / (name + ".json")}')
-    return 0
+    return mean_psnr
 
 
 if __name__ == '__main__':

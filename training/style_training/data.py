@@ -8,8 +8,9 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from style_transfer_ros.model_runtime import resize
 
-from .images import IMAGE_SUFFIXES, load_image, resize
+from .images import IMAGE_SUFFIXES, load_image
 
 TFRECORD_SUFFIXES = ('.tfrecord', '.tfrecords', '.record')
 TFRECORD_IMAGE_KEY = 'image/encoded'  # as written by the Fritz style transfer dataset script

@@ -59,9 +59,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from style_transfer_ros.model_runtime import ModelRunner, resize
+
 from style_training.halo import halo_figure, luminance
-from style_training.images import IMAGE_SUFFIXES, list_images, load_image, psnr, resize
-from style_training.tflite_runner import TFLiteStylizer
+from style_training.images import IMAGE_SUFFIXES, list_images, load_image, psnr
 
 PAN_PIXELS = 3
 ZOOM_PER_FRAME = 0.005
@@ -258,20 +259,27 @@ def parse_model_spec(spec):
 
 
 class ModelUnderTest:
-    """A .tflite (with its style weights) as a function image -> stylized image."""
+    """A .tflite (with its style weights) as a function image -> stylized image: float32, as
+    the model computes it, at the image's size (a fixed-size model's input and output are
+    resized, in float)."""
 
     def __init__(self, spec, threads=None):
         path, self.weights = parse_model_spec(spec)
         self.path = Path(path)
-        self.stylizer = TFLiteStylizer(path, num_threads=threads)
-        if self.stylizer.weights_input is not None and self.weights is None:
-            self.weights = [1.0] + [0.0] * (self.stylizer.num_styles - 1)
+        self.runner = ModelRunner.from_file(path, num_threads=threads)
+        if self.runner.num_styles and self.weights is None:
+            self.weights = [1.0] + [0.0] * (self.runner.num_styles - 1)
             print(f'note: {path} is multi-style; using weights {self.weights}', file=sys.stderr)
         self.label = self.path.stem + (
             f'[{",".join(f"{w:g}" for w in self.weights)}]' if self.weights else '')
 
     def __call__(self, image):
-        return self.stylizer(image, self.weights)
+        fixed_size = self.runner.fixed_size
+        if fixed_size is None:
+            return self.runner.run(image, self.weights)
+        output = self.runner.run(resize(np.asarray(image, np.float32), *fixed_size),
+                                 self.weights)
+        return resize(output, *image.shape[:2])
 
 
 def evaluate(models, images, ruler, reference=None, frames=8, timing_runs=10):

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from style_transfer_ros.model_runtime import resize
 
 from . import data, loss_network
-from .images import list_images, load_image, resize
+from .images import list_images, load_image
 
 MIB = 1 << 20
 # What the GPU machine (CPython 3.12, x86_64) lacks for Keras on JAX; packaging, which

@@ -1,9 +1,11 @@
-"""Image files and pixel helpers shared by the converter and the evaluator (numpy + OpenCV)."""
+"""Image files and pixel helpers shared by the converter and the evaluator (numpy + OpenCV).
+Resizing is the node's own rule, style_transfer_ros.model_runtime.resize."""
 import math
 from pathlib import Path
 
 import cv2
 import numpy as np
+from style_transfer_ros.model_runtime import resize
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 PSNR_CAP_DB = 100.0
@@ -32,15 +34,6 @@ def resize_longest(image, longest_side):
     scale = longest_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return resize(image, size[1], size[0])
-
-
-def resize(image, height, width):
-    """Area filter when shrinking (no aliasing), bilinear when enlarging."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def save_image(path, rgb):

@@ -11,7 +11,7 @@ import pytest
 from backend_runs import run_on, training_steps
 from style_training import checkpoints, convert, data, network, train
 from style_training.images import save_image
-from style_training.tflite_runner import TFLiteStylizer
+from style_transfer_ros.model_runtime import ModelRunner
 from test_train import _logged_losses, assert_same_update
 
 pytest.importorskip('jax')
@@ -82,7 +82,7 @@ def test_a_network_trained_under_jax_converts_under_tensorflow(runs_across_backe
     jax_output = np.load(folder / 'jax_output.npy')
     np.testing.assert_allclose(np.asarray(model(image)), jax_output, atol=1e-3)
     convert.convert_model(model, tmp_path / 'jax.tflite')
-    tflite_output = TFLiteStylizer(tmp_path / 'jax.tflite')(image[0])
+    tflite_output = ModelRunner.from_file(tmp_path / 'jax.tflite').run(image[0])
     np.testing.assert_allclose(tflite_output, jax_output[0], atol=0.05)
     assert jax_output.std() > 1
 

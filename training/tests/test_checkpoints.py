@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from style_training import checkpoints, network, train
-from style_training.tflite_runner import Interpreter
+from style_transfer_ros.model_runtime import find_runtime
 
 FRITZ = SHARED_DATA / 'anchors' / 'fritz'
 needs_fritz = pytest.mark.skipif(not FRITZ.is_dir(), reason='shared data absent')
@@ -232,7 +232,8 @@ def test_fine_tune_from_a_first_version_efficient_checkpoint():
     ('starry_night_256x256_small_a03.h5', 'fritz_small', 0.3),
 ])
 def test_fritz_h5_loads_and_stylizes(name, architecture, alpha):
-    from style_training.images import load_image, resize
+    from style_training.images import load_image
+    from style_transfer_ros.model_runtime import resize
     loaded = checkpoints.load(FRITZ / name)
     assert (loaded.architecture, loaded.alpha) == (architecture, alpha)
     image = resize(load_image(FRITZ / 'reference' / 'dog.jpg'), 256, 256).astype(np.float32)
@@ -246,7 +247,7 @@ def test_fritz_h5_loads_and_stylizes(name, architecture, alpha):
 def test_fritz_h5_matches_fritz_tflite_export():
     """The Fritz 640x480 TFLite export holds the same weights as starry_night_256x256_025.h5."""
     image = _random_image(640, 480, seed=3)
-    interpreter = Interpreter(str(FRITZ / 'starry_night_640x480_025.tflite'))
+    interpreter = find_runtime()[2](str(FRITZ / 'starry_night_640x480_025.tflite'))
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]['index'], image)
     interpreter.invoke()

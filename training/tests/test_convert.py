@@ -8,10 +8,10 @@ import pytest
 from style_training import convert
 from style_training.checkpoints import Checkpoint
 from style_training.convert import (DEFAULT_MIN_PSNR, QUANTIZATIONS, convert_model,
-                                    default_weight_vectors, nano_problems, parity_psnr,
-                                    synthetic_images)
-from style_training.tflite_runner import TFLiteStylizer, operator_versions
+                                    default_weight_vectors, nano_problems, operator_versions,
+                                    parity_psnr, synthetic_images)
 from style_transfer_ros.model_contract import read_sidecar
+from style_transfer_ros.model_runtime import ModelRunner, find_runtime, resize
 from tiny_models import constant_model, tiny_stylizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
@@ -64,31 +64,32 @@ def test_dynamic_range_quantization_shrinks_weights(model, tmp_path):
 def test_int8_io_makes_image_uint8(model, tmp_path):
     path = tmp_path / 'int8.tflite'
     convert_model(model, path, 'int8', representative_images=IMAGES, int8_io=True)
-    stylizer = TFLiteStylizer(path)
-    assert stylizer.image_input['dtype'] == np.uint8
-    assert stylizer.output['dtype'] == np.uint8
+    runner = ModelRunner.from_file(path)
+    assert runner.input_dtype == np.uint8 and runner.output_dtype == np.uint8
     assert min(r['psnr'] for r in parity_psnr(model, path, IMAGES)) >= DEFAULT_MIN_PSNR['int8']
 
 
 def test_dynamic_size_runs_at_two_sizes(model, tmp_path):
     path = tmp_path / 'model.tflite'
     convert_model(model, path)
-    stylizer = TFLiteStylizer(path)
-    assert stylizer.fixed_size is None
+    runner = ModelRunner.from_file(path)
+    assert runner.fixed_size is None
     for height, width in ((32, 48), (64, 40)):
         image = synthetic_images(1, height, width)[0]
         expected = np.asarray(model(image[None].astype(np.float32)))[0]
-        result = stylizer(image)
+        result = runner.run(image)
         assert result.shape == (height, width, 3)
         np.testing.assert_allclose(result, expected, atol=1e-2)
 
 
-def test_fixed_size_resizes_in_and_out(model, tmp_path):
+def test_fixed_size_runs_at_its_size_only(model, tmp_path):
     path = tmp_path / 'fixed.tflite'
     convert_model(model, path, fixed_size=(32, 48))
-    stylizer = TFLiteStylizer(path)
-    assert stylizer.fixed_size == (32, 48)
-    assert stylizer(IMAGES[0]).shape == IMAGES[0].shape
+    runner = ModelRunner.from_file(path)
+    assert runner.fixed_size == (32, 48)
+    assert runner.run(resize(IMAGES[0], 32, 48)).shape == (32, 48, 3)
+    with pytest.raises(ValueError, match='takes 32x48 images only'):
+        runner.run(IMAGES[0])
     assert parity_psnr(model, path, IMAGES)[0]['psnr'] >= DEFAULT_MIN_PSNR['none']
 
 
@@ -96,12 +97,12 @@ def test_multi_style_has_image_then_weights_and_weights_matter(tmp_path):
     model = tiny_stylizer(num_styles=3)
     path = tmp_path / 'multi.tflite'
     convert_model(model, path, 'float16')
-    stylizer = TFLiteStylizer(path)
-    inputs = stylizer.interpreter.get_input_details()
+    inputs = find_runtime()[2](str(path)).get_input_details()
     assert [d['name'] for d in inputs] == ['image', 'style_weights']
     assert [len(d['shape']) for d in inputs] == [4, 2]
-    assert stylizer.num_styles == 3
-    first, second = stylizer(IMAGES[0], [1, 0, 0]), stylizer(IMAGES[0], [0, 1, 0])
+    runner = ModelRunner.from_file(path)
+    assert runner.num_styles == 3
+    first, second = runner.run(IMAGES[0], [1, 0, 0]), runner.run(IMAGES[0], [0, 1, 0])
     assert np.abs(first - second).mean() > 1.0
     results = parity_psnr(model, path, IMAGES, default_weight_vectors(3))
     assert len(results) == 2 * 4
@@ -125,7 +126,7 @@ def test_select_style_extracts_one_style_of_a_conditional_model(tmp_path):
     assert np.abs(expected - other).mean() > 1
     path = tmp_path / 'single.tflite'
     convert_model(single, path, 'none')
-    assert TFLiteStylizer(path).num_styles == 1
+    assert ModelRunner.from_file(path).num_styles == 0
     assert min(r['psnr'] for r in parity_psnr(single, path, IMAGES)) >= DEFAULT_MIN_PSNR['none']
     with pytest.raises(ValueError, match="no style 'a'"):
         Checkpoint(tiny_stylizer(), ['a'], 'efficient', 0.25, [256, 256]).select_style('a')

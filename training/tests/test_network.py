@@ -60,11 +60,12 @@ def test_efficient_network_leaves_full_resolution_to_the_output_sum(tmp_path):
     upsampled 3-channel style term, the colour mix, their sum and the clip (no rescaling, no
     tanh, no wide feature maps)."""
     from style_training.convert import convert_model
-    from style_training.tflite_runner import Interpreter, operator_versions
+    from style_training.convert import operator_versions
+    from style_transfer_ros.model_runtime import find_runtime
     path = tmp_path / 'efficient.tflite'
     convert_model(network.build_transformer('efficient', 0.25), path)
     assert 'TANH' not in operator_versions(path)
-    interpreter = Interpreter(str(path))
+    interpreter = find_runtime()[2](str(path))
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]['index'], [1, 64, 96, 3])
     interpreter.allocate_tensors()
     full = [d['shape'] for d in interpreter.get_tensor_details()
@@ -229,8 +230,8 @@ def test_edge_padded_network_converts_and_runs_at_any_size(tmp_path, head):
     """The frozen-function conversion keeps dynamic height and width and the style_weights
     input; the TFLite file matches Keras at odd sizes and loads on the TF 2.5 runtime
     (paint_decoder has every op of the paint heads)."""
-    from style_training.convert import convert_model, nano_problems
-    from style_training.tflite_runner import TFLiteStylizer, operator_versions
+    from style_training.convert import convert_model, nano_problems, operator_versions
+    from style_transfer_ros.model_runtime import ModelRunner
     model = network.build_transformer('efficient', 0.25, num_styles=2, padding='edge',
                                       head=head)
     _randomize(model, seed=7)
@@ -238,11 +239,11 @@ def test_edge_padded_network_converts_and_runs_at_any_size(tmp_path, head):
     convert_model(model, path, 'float16')
     assert nano_problems(operator_versions(path)) == []
     assert 'MIRROR_PAD' not in operator_versions(path)  # not delegated to XNNPACK: slow
-    stylizer = TFLiteStylizer(path)
+    runner = ModelRunner.from_file(path)
     for height, width in ((250, 333), (48, 64)):
         image = _random_image(height, width, seed=height)
         weights = np.array([0.2, 0.8], np.float32)
         expected = np.clip(model([image, weights[None]]).numpy()[0], 0, 255)
-        actual = stylizer(image[0], weights)
+        actual = runner.run(image[0], weights)
         assert actual.shape == (height, width, 3)
         assert np.abs(actual - expected).max() < 2

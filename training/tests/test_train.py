@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from style_training import checkpoints, convert, data, loss_network, network, train
-from style_training.tflite_runner import TFLiteStylizer, operator_versions
+from style_training.convert import operator_versions
+from style_transfer_ros.model_runtime import ModelRunner, find_runtime
 
 
 def test_parse_styles():
@@ -361,11 +362,11 @@ def test_mixed_precision_trains_and_saves_the_float32_network(tmp_path, content_
     for model, path in zip((saved, built), paths):
         convert.convert_model(model, path)
     assert operator_versions(paths[0]) == operator_versions(paths[1])
-    runners = [TFLiteStylizer(path) for path in paths]
-    assert {d['dtype'] for d in runners[0].interpreter.get_tensor_details()} == {
-        np.float32, np.int32}
+    interpreter = find_runtime()[2](str(paths[0]))
+    assert {d['dtype'] for d in interpreter.get_tensor_details()} == {np.float32, np.int32}
     image = _fixed_batch(content_dir)[0]
-    np.testing.assert_array_equal(*(runner(image, [[0.5, 0.5]]) for runner in runners))
+    np.testing.assert_array_equal(*(ModelRunner.from_file(path).run(image, [0.5, 0.5])
+                                    for path in paths))
 
     # The checkpoint holds the loss scale and Adam's state, and resumes (in float32 too).
     model = network.build_transformer('efficient', 0.25, num_styles=2)
