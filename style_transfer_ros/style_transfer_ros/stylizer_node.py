@@ -266,7 +266,6 @@ class StylizerNode(Node):
         response.runtime = self._active.stylizer.backend
         return response
 
-    # ---------------------------------------------------------------- frames
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self):
         active, settings = self._active, self._settings

@@ -1,4 +1,4 @@
-"""The stylize command (issue 22) on small generated recordings: a video, image folders and
+"""The stylize command on small generated recordings: a video, image folders and
 ROS 2 bags in both storage formats round-trip, and every frame equals the node's Stylizer on
 the same frame; Ctrl-C and corrupt inputs leave no output. Needs no ROS and no shared data."""
 import os
