@@ -137,7 +137,7 @@ class StylizerNode(Node):
             return self.create_subscription(
                 CompressedImage, self.resolve_topic_name('image') + '/compressed',
                 self._frames.offer, sensor_qos)
-        # Serialized: the worker reads the pixels in place (image_conversion).
+        # Serialized: the worker reads the pixels in place (serialized_image).
         return self.create_subscription(Image, 'image', self._frames.offer, sensor_qos,
                                         raw=True)
 
