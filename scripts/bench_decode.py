@@ -1,6 +1,6 @@
 """The compressed input's cost per frame: image_conversion.compressed_msg_to_rgb (signature and
-header checks, the decode with its messages captured) against the bare cv2.imdecode + cvtColor
-it used to be, on camera-like 640x480 JPEG and PNG frames, interleaved in one run.
+header checks, the decode with its messages captured) against a bare cv2.imdecode + cvtColor,
+on camera-like 640x480 JPEG and PNG frames, interleaved in one run.
 
     source scripts/env.sh && python scripts/bench_decode.py [--blocks 40] [--calls 20]
 """

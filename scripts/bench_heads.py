@@ -23,7 +23,7 @@ from style_transfer_ros.stylizer import Stylizer
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHOR = REPO.parent / 'shared' / 'data' / 'anchors' / 'fritz' / 'starry_night_640x480_025.tflite'
-SHIPPED = REPO / 'style_transfer_ros' / 'models' / 'starry_night.tflite'  # today's default
+SHIPPED = REPO / 'style_transfer_ros' / 'models' / 'starry_night.tflite'  # the default style
 FRAME = (480, 640)  # height, width; the anchor is a fixed 640x480 portrait model
 # name -> build_transformer options of the efficient network (alpha 0.25).
 CANDIDATES = {

@@ -272,7 +272,8 @@ def machine_header():
         '- date: %s' % datetime.datetime.now().strftime('%Y-%m-%d %H:%M')])
 
 
-def main():
+def parse_args():
+    """The command line, with --quick's or the full run's defaults filled in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model-dir', default=os.path.join(REPO, 'style_transfer_ros', 'models'),
                         help='folder of *.tflite models (every file is timed)')
@@ -318,27 +319,25 @@ def main():
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if not args.recordings_only:
-        require_loopback_dds()  # the node rows run ROS processes; fail before the bare table
+    return args
 
-    model_dir = os.path.abspath(args.model_dir)
+
+def timed_models(model_dir, extra_models):
+    """The models of the bare table (the folder's, the extras, the anchor if present) and the
+    table's note about the anchor."""
     model_paths = sorted(glob.glob(os.path.join(model_dir, '*.tflite')))
-    catalog = Catalog([model_dir])
-    if not model_paths or not catalog.entries:
-        raise SystemExit('no models (with .json sidecars) in %s' % model_dir)
-    notes = ['[1] A fixed-size model (input [1, 640, 480, 3]: height 640, width 480, portrait): '
-             'it always runs at that size, with frames resized in and out, so both frame sizes '
-             'cost about the same. "x anchor" is a model\'s fps divided by the anchor\'s at '
-             'the same frame size and threads.']
-    model_paths += [os.path.abspath(path) for path in args.extra_model]
-    if os.path.isfile(ANCHOR):
-        model_paths.append(ANCHOR)
-    else:
-        notes = ['Fritz anchor %s not found: no ratios.' % os.path.normpath(ANCHOR)]
-    style = args.style or ('starry_night' if 'starry_night' in catalog.entries
-                           else next(iter(catalog.entries)))
-    started = time.monotonic()
-    recording_section = [
+    model_paths += [os.path.abspath(path) for path in extra_models]
+    if not os.path.isfile(ANCHOR):
+        return model_paths, 'Fritz anchor %s not found: no ratios.' % os.path.normpath(ANCHOR)
+    return model_paths + [ANCHOR], (
+        '[1] A fixed-size model (input [1, 640, 480, 3]: height 640, width 480, portrait): it '
+        'always runs at that size, with frames resized in and out, so both frame sizes cost '
+        'about the same. "x anchor" is a model\'s fps divided by the anchor\'s at the same '
+        'frame size and threads.')
+
+
+def recordings_section(args, model_dir, style):
+    return [
         '## Recordings: a %dx%d mp4 through `stylize`, %s, %s'
         % (CAMERA_SIZE[1], CAMERA_SIZE[0], style, 'median (min-max) of %d runs'
            % args.repeats_recording if args.repeats_recording > 1 else 'one run'),
@@ -348,21 +347,17 @@ def main():
         'thread reading the mp4 with OpenCV, the stylizer, an encoder thread writing mp4v); '
         'bare stylizer fps: the same Stylizer on the same frames decoded beforehand; ratio: '
         'the two in the same repeat.']
-    if args.recordings_only:
-        write_report('\n\n'.join([machine_header()] + recording_section), args.output)
-        return
-    bare = bare_table(model_paths, args.repeats)
+
+
+def node_section(args, model_dir, style, started):
+    """The steady-camera table and how it was measured; started: the run's monotonic start."""
     configurations = node_configurations(args.processing_sizes, args.node_threads)
     log_dir = os.path.join(REPO, 'build', 'benchmark_logs')  # the node and camera logs
     shutil.rmtree(log_dir, ignore_errors=True)  # of this run only
     node = node_table(model_dir, style, args.camera_fps, configurations, args.repeats_node,
                       args.node_seconds, args.node_warm_up, args.bare_cpu_calls, log_dir)
     height, width = CAMERA_SIZE
-    report = '\n\n'.join([
-        machine_header(),
-        '## Bare stylizer (median of %d runs after %d warm-up runs)'
-        % (args.repeats, WARM_UP_RUNS),
-        bare, '\n'.join(notes),
+    return [
         '## Node under a steady camera: %s, %dx%d rgb8, %s'
         % (style, width, height, 'median (min-max) of %d runs' % args.repeats_node
            if args.repeats_node > 1 else 'one run'),
@@ -380,8 +375,31 @@ def main():
         'Total time %.1f min.'
         % (' '.join(['python scripts/benchmark.py'] + sys.argv[1:]), width, height,
            args.node_seconds, args.node_warm_up, args.bare_cpu_calls, width, height,
-           os.cpu_count(), (time.monotonic() - started) / 60.0)] + recording_section)
-    write_report(report, args.output)
+           os.cpu_count(), (time.monotonic() - started) / 60.0)]
+
+
+def main():
+    args = parse_args()
+    if not args.recordings_only:
+        require_loopback_dds()  # the node rows run ROS processes; fail before the bare table
+    model_dir = os.path.abspath(args.model_dir)
+    catalog = Catalog([model_dir])
+    model_paths, anchor_note = timed_models(model_dir, args.extra_model)
+    if not catalog.entries:
+        raise SystemExit('no models (with .json sidecars) in %s' % model_dir)
+    style = args.style or ('starry_night' if 'starry_night' in catalog.entries
+                           else next(iter(catalog.entries)))
+    started = time.monotonic()
+    recording_rows = recordings_section(args, model_dir, style)
+    if args.recordings_only:
+        write_report('\n\n'.join([machine_header()] + recording_rows), args.output)
+        return
+    sections = [machine_header(),
+                '## Bare stylizer (median of %d runs after %d warm-up runs)'
+                % (args.repeats, WARM_UP_RUNS),
+                bare_table(model_paths, args.repeats), anchor_note]
+    sections += node_section(args, model_dir, style, started)
+    write_report('\n\n'.join(sections + recording_rows), args.output)
 
 
 def write_report(report, path):

@@ -18,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from ros_processes import REPO, NodeProcess, Spinner, require_loopback_dds, stamp_ns
+from ros_processes import REPO, NodeProcess, StylizerClient, require_loopback_dds, stamp_ns
 
 WIDTH, HEIGHT = 640, 480
 # skimage.data photos whose docstrings release them into the public domain or under CC0.
@@ -49,9 +49,9 @@ def camera_frame(photos, t):
                           borderMode=cv2.BORDER_REFLECT)
 
 
-class Camera(object):
-    """A client node that publishes camera frames on a timer and pairs each stylized frame
-    with its input.
+class Camera(StylizerClient):
+    """The stylizer's client that also publishes camera frames on a timer and pairs each
+    stylized frame with its input.
 
     `segment` labels the frames sent now (None: send nothing). Stylized frames go to
     `outputs` as (input, stylized, segment, frame index, latency ms) for the main thread.
@@ -60,33 +60,22 @@ class Camera(object):
     """
 
     def __init__(self, namespace, node_name, photos, fps):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import Header
-        from style_transfer_interfaces.srv import ListStyles, SetStyle
 
-        self.node = rclpy.create_node('demo_camera', namespace=namespace)
         self.photos = photos
         self.segment = None
         self.frames_in = {}
         self.spans = {}  # segment -> [first, last] publication, monotonic s
         self.sent = {}  # stamp -> (input, segment, index), until its output or a newer one
         self.outputs = queue.Queue()
-        self.diagnostics = []  # (stamp s, {key: value}) of our node
-        self._hardware_id = '%s/%s' % (namespace, node_name)
         self._header = Header(frame_id='camera')  # publish() serializes: one header will do
         self._index = 0
         self._start = time.monotonic()
+        super(Camera, self).__init__(namespace, node_name, client_name='demo_camera')
         self.publisher = self.node.create_publisher(
             Image, 'image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-        self.node.create_subscription(
-            Image, 'image_stylized', self._on_stylized,
-            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self.list_styles = self.node.create_client(ListStyles, node_name + '/list_styles')
-        self.set_style = self.node.create_client(SetStyle, node_name + '/set_style')
         self.node.create_timer(1.0 / fps, self._publish)
 
     def _publish(self):
@@ -105,21 +94,15 @@ class Camera(object):
             del self.sent[next(iter(self.sent))]
         self.publisher.publish(rgb_to_image_msg(rgb, self._header))
 
-    def _on_stylized(self, msg):
+    def on_output(self, msg):
         from style_transfer_ros.image_conversion import image_msg_to_rgb
+        latency_ms = super(Camera, self).on_output(msg)
         stamp = stamp_ns(msg.header)
-        latency_ms = (self.node.get_clock().now().nanoseconds - stamp) / 1e6
         for older in [s for s in self.sent if s < stamp]:  # dropped by the node
             del self.sent[older]
         if stamp in self.sent:
             rgb, segment, index = self.sent.pop(stamp)
             self.outputs.put((rgb, image_msg_to_rgb(msg), segment, index, latency_ms))
-
-    def _on_diagnostics(self, array):
-        for status in array.status:
-            if status.hardware_id == self._hardware_id:
-                values = dict((kv.key, kv.value) for kv in status.values)
-                self.diagnostics.append((stamp_ns(array.header) / 1e9, values))
 
 
 class Recorder(object):
@@ -193,9 +176,10 @@ def wait_for_first_output(camera, timeout=60.0):
 
 
 def node_figure(diagnostics, start, end, key):
-    """Mean of a node diagnostics figure over the windows that lie wholly within [start, end]."""
-    values = [float(v[key]) for stamp, v in diagnostics
-              if stamp - DIAGNOSTICS_PERIOD >= start and stamp <= end and v[key] != 'nan']
+    """Mean of a node diagnostics figure over the windows received wholly within [start, end]
+    (monotonic s)."""
+    values = [float(v[key]) for received, v in diagnostics
+              if received - DIAGNOSTICS_PERIOD >= start and received <= end and v[key] != 'nan']
     return round(sum(values) / len(values), 2) if values else None
 
 
@@ -258,34 +242,35 @@ def run(args):
         'processing_size': args.processing_size, 'num_threads': args.threads,
         'diagnostics_period': DIAGNOSTICS_PERIOD}, os.path.join(args.output, 'node.log'),
         name=name, namespace=namespace)
-    rclpy.init()
     camera = Camera(namespace, name, photos, args.fps)
     recorder = Recorder(args.output, args.fps, args.png_every, args.max_pngs)
-    spinner = Spinner(camera.node)
     try:
         try:
             node.wait_for_service(camera.list_styles)
+            catalog_reply = camera.call(ListStyles, 'list_styles', ListStyles.Request(), 30.0)
         except RuntimeError as error:
             sys.exit(str(error))
-        catalog_reply = camera.list_styles.call(ListStyles.Request(), timeout_sec=30.0)
-        if catalog_reply is None or not catalog_reply.styles:
+        if not catalog_reply.styles:
             sys.exit('the node lists no styles; its log:\n' + node.log_tail())
         wait_for_first_output(camera)
         steps_run = []
         for label, fields in style_steps(catalog_reply.styles):
-            reply = camera.set_style.call(SetStyle.Request(**fields), timeout_sec=60.0)
-            if reply is None or not reply.success:
-                sys.exit('set_style %s failed: %s' % (label, reply and reply.message))
+            try:
+                reply = camera.call(SetStyle, 'set_style', SetStyle.Request(**fields))
+            except RuntimeError as error:
+                sys.exit('set_style %s failed: %s' % (label, error))
+            if not reply.success:
+                sys.exit('set_style %s failed: %s' % (label, reply.message))
             print('painting %s' % reply.active_style)
-            start = time.time()
+            start = time.monotonic()
             camera.segment = label
             recorder.record_until(camera.outputs, time.monotonic() + args.seconds_per_style)
             camera.segment = None
-            steps_run.append((label, reply.active_style, start, time.time()))
+            steps_run.append((label, reply.active_style, start, time.monotonic()))
         recorder.record_until(camera.outputs, time.monotonic() + 1.0)  # frames in flight
     finally:
         exit_code = node.stop()
-        spinner.close()
+        camera.close()
         rclpy.try_shutdown()
         recorder.video.release()
     rows = summarize(steps_run, camera, recorder, args.fps)

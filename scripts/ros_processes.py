@@ -1,7 +1,7 @@
 """The stylizer node and a steady camera, each in its own process, as on a robot.
 
 One way to run them for the demo, the benchmark and the tests: NodeProcess (parameters
-encoded by parameter_arg), CameraProcess, OutputMonitor and steady_camera_run; Spinner and
+encoded by parameter_arg), CameraProcess, StylizerClient and steady_camera_run; Spinner and
 call_service for a client node in the calling process; bare_cpu_ms_per_frame, the bare
 stylizer's CPU cost to set the node's against. Importing this module has no side effects (ROS
 modules are imported where used); every process start checks that DDS is confined to
@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+
+from style_transfer_ros.frame_statistics import percentile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -185,11 +187,12 @@ def call_service(client, request, timeout=60.0):
     return future.result()
 
 
-class OutputMonitor(object):
-    """A client node that records each stylized frame's receipt time and latency, and the
-    node's /diagnostics, spinning in a background thread. close() stops it."""
+class StylizerClient(object):
+    """A client node of one stylizer node, spinning in a background thread: it records each
+    stylized frame's receipt time and latency, keeps the node's /diagnostics and calls its
+    services. The demo's camera extends it; close() stops it."""
 
-    def __init__(self, output_topic, hardware_id, list_styles_service):
+    def __init__(self, namespace, node_name='style_transfer', client_name=None):
         import threading
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -202,18 +205,22 @@ class OutputMonitor(object):
         self.received = []  # (monotonic s, latency ms)
         self.diagnostics = []  # (monotonic s, {key: value})
         self.first_output = threading.Event()
-        self._hardware_id = hardware_id
-        self.node = rclpy.create_node('monitor_%d' % os.getpid())
-        self.node.create_subscription(Image, output_topic, self._on_output,
+        self._node_name = node_name
+        self._hardware_id = '%s/%s' % (namespace.rstrip('/'), node_name)
+        self.node = rclpy.create_node(client_name or 'client_%d' % os.getpid(),
+                                      namespace=namespace)
+        self.node.create_subscription(Image, 'image_stylized', self.on_output,
                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self.list_styles = self.node.create_client(ListStyles, list_styles_service)
+        self.list_styles = self.node.create_client(ListStyles, node_name + '/list_styles')
         self._spinner = Spinner(self.node)
 
-    def _on_output(self, msg):
-        now_ns = self.node.get_clock().now().nanoseconds
-        self.received.append((time.monotonic(), (now_ns - stamp_ns(msg.header)) / 1e6))
+    def on_output(self, msg):
+        """Record a stylized frame; return its latency in ms (header stamp to receipt)."""
+        latency_ms = (self.node.get_clock().now().nanoseconds - stamp_ns(msg.header)) / 1e6
+        self.received.append((time.monotonic(), latency_ms))
         self.first_output.set()
+        return latency_ms
 
     def _on_diagnostics(self, array):
         for status in array.status:
@@ -222,8 +229,9 @@ class OutputMonitor(object):
                     (time.monotonic(), dict((kv.key, kv.value) for kv in status.values)))
 
     def call(self, srv_type, service, request, timeout=60.0):
-        """Call a service of the node; raise if it does not answer in time."""
-        client = self.node.create_client(srv_type, service)
+        """Call one of the node's services (its name under the node, e.g. 'set_style');
+        raise RuntimeError if it does not answer in time."""
+        client = self.node.create_client(srv_type, '%s/%s' % (self._node_name, service))
         try:
             return call_service(client, request, timeout)
         finally:
@@ -231,13 +239,6 @@ class OutputMonitor(object):
 
     def close(self):
         self._spinner.close()
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    if not ordered:
-        return float('nan')
-    return ordered[min(len(ordered) - 1, int(round(q / 100.0 * (len(ordered) - 1))))]
 
 
 def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640, height=480,
@@ -251,8 +252,7 @@ def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640,
     namespace = '/steady_%d_%d' % (os.getpid(), index)
     node = NodeProcess(parameters, os.path.join(log_dir, 'node_%d.log' % index),
                        namespace=namespace)
-    monitor = OutputMonitor(namespace + '/image_stylized', namespace + '/style_transfer',
-                            namespace + '/style_transfer/list_styles')
+    monitor = StylizerClient(namespace)
     camera = None
     try:
         node.wait_for_service(monitor.list_styles)
@@ -261,7 +261,7 @@ def steady_camera_run(parameters, fps, seconds, log_dir, warm_up=3.0, width=640,
         if not monitor.first_output.wait(60.0):
             raise RuntimeError('no stylized frame within 60 s; node log:\n' + node.log_tail())
         if switch_to is not None:
-            reply = monitor.call(SetStyle, namespace + '/style_transfer/set_style',
+            reply = monitor.call(SetStyle, 'set_style',
                                  SetStyle.Request(style=switch_to, strength=-1.0))
             if not reply.success:
                 raise RuntimeError('set_style %s failed: %s' % (switch_to, reply.message))

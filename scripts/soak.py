@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from ros_processes import REPO, CameraProcess, NodeProcess, OutputMonitor, percentile
+from ros_processes import REPO, CameraProcess, NodeProcess, StylizerClient
+from style_transfer_ros.frame_statistics import percentile
 
 
 def publish_huge_frame(monitor, topic, side, diagnostics_key, timeout=60.0):
@@ -55,8 +56,7 @@ def main():
     namespace = '/soak_%d' % os.getpid()
     node = NodeProcess({'style': args.style, 'diagnostics_period': 1.0},
                        os.path.join(log_dir, 'node.log'), namespace=namespace)
-    monitor = OutputMonitor(namespace + '/image_stylized', namespace + '/style_transfer',
-                            namespace + '/style_transfer/list_styles')
+    monitor = StylizerClient(namespace)
     camera = None
     minutes, result = [], {}
     try:

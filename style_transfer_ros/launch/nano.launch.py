@@ -93,6 +93,43 @@ def check_packages(needs):
         raise MissingPackageError('nothing started: ' + ' | '.join(problems))
 
 
+def usb_camera(arg):
+    """camera:=usb: v4l2_camera with rgb8 output."""
+    return Node(
+        package='v4l2_camera', executable='v4l2_camera_node', name='camera',
+        parameters=[{
+            'video_device': arg('device'),
+            'image_size': ParameterValue(['[', arg('width'), ', ', arg('height'), ']']),
+            'output_encoding': 'rgb8',
+        }],
+        remappings=[('image_raw', arg('image_topic'))],
+        output='screen')
+
+
+def csi_camera(arg):
+    """camera:=csi: gscam with an nvarguscamerasrc pipeline."""
+    csi_pipeline = PythonExpression([
+        repr(CSI_PIPELINE), '.format(sensor=', arg('sensor_id'), ', width=', arg('width'),
+        ', height=', arg('height'), ', fps=', arg('framerate'), ')'])
+    return Node(
+        package='gscam', executable='gscam_node', name='camera',
+        parameters=[{
+            'gscam_config': csi_pipeline,
+            'camera_name': 'csi',
+            'frame_id': 'camera_optical_frame',
+            'use_gst_timestamps': False,
+        }],
+        remappings=[('camera/image_raw', arg('image_topic'))],
+        output='screen')
+
+
+# camera:=... -> (the package and executable its driver needs, the driver's Node); none: none.
+CAMERAS = {
+    'usb': (('v4l2_camera', 'v4l2_camera_node'), usb_camera),
+    'csi': (('gscam', 'gscam_node'), csi_camera),
+}
+
+
 def start_nodes(context):
     """The nodes the launch arguments ask for, after checking that all of them can start.
 
@@ -102,43 +139,17 @@ def start_nodes(context):
     arg = LaunchConfiguration
     camera = perform_substitutions(context, [arg('camera')])
     view = perform_substitutions(context, [arg('view')]).strip().lower() in ('true', '1')
+    driver = CAMERAS.get(camera)
 
     needs = [('the stylizer', package, None) for package in STYLIZER_PACKAGES]
     needs.append(('the stylizer', 'style_transfer_ros', 'stylizer_node'))
-    if camera == 'usb':
-        needs.append(('camera:=usb', 'v4l2_camera', 'v4l2_camera_node'))
-    elif camera == 'csi':
-        needs.append(('camera:=csi', 'gscam', 'gscam_node'))
+    if driver:
+        needs.append(('camera:=' + camera,) + driver[0])
     if view:
         needs.append(('view:=true', 'rqt_image_view', 'rqt_image_view'))
     check_packages(needs)
 
-    nodes = []
-    if camera == 'usb':
-        nodes.append(Node(
-            package='v4l2_camera', executable='v4l2_camera_node', name='camera',
-            parameters=[{
-                'video_device': arg('device'),
-                'image_size': ParameterValue(['[', arg('width'), ', ', arg('height'), ']']),
-                'output_encoding': 'rgb8',
-            }],
-            remappings=[('image_raw', arg('image_topic'))],
-            output='screen'))
-    elif camera == 'csi':
-        csi_pipeline = PythonExpression([
-            repr(CSI_PIPELINE), '.format(sensor=', arg('sensor_id'), ', width=', arg('width'),
-            ', height=', arg('height'), ', fps=', arg('framerate'), ')'])
-        nodes.append(Node(
-            package='gscam', executable='gscam_node', name='camera',
-            parameters=[{
-                'gscam_config': csi_pipeline,
-                'camera_name': 'csi',
-                'frame_id': 'camera_optical_frame',
-                'use_gst_timestamps': False,
-            }],
-            remappings=[('camera/image_raw', arg('image_topic'))],
-            output='screen'))
-
+    nodes = [driver[1](arg)] if driver else []
     nodes.append(Node(
         package='style_transfer_ros', executable='stylizer_node', name='style_transfer',
         parameters=[arg('params_file'), {
@@ -147,7 +158,6 @@ def start_nodes(context):
         }],
         remappings=[('image', arg('image_topic')), ('image_stylized', arg('output_topic'))],
         output='screen', emulate_tty=True))
-
     if view:
         nodes.append(Node(
             package='rqt_image_view', executable='rqt_image_view', name='viewer',

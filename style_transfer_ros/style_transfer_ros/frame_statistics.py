@@ -13,12 +13,19 @@ OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 MOSTLY_DROPPED = 0.5  # WARN when more than this fraction of the window's frames is dropped
 
 
+def percentile(samples, q):
+    """The nearest-rank q-th percentile: the smallest sample that at least q % of the samples
+    do not exceed (NaN for none). The node's diagnostics and the scripts' figures use it."""
+    if not samples:
+        return float('nan')
+    ordered = sorted(samples)
+    return ordered[max(0, int(math.ceil(q / 100.0 * len(ordered))) - 1)]
+
+
 def mean_p95(samples):
     if not samples:
         return float('nan'), float('nan')
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(math.ceil(0.95 * len(ordered))) - 1)]
-    return sum(ordered) / len(ordered), p95
+    return sum(samples) / len(samples), percentile(samples, 95)
 
 
 class FrameStatistics(object):
@@ -72,6 +79,14 @@ class Report(object):
         self.level = level
         self.message = message
         self.values = values
+
+    def summary(self, style):
+        """The node's one-line rate report."""
+        figures = dict(self.values)
+        return ('%s; in %s fps, out %s fps, inference %s ms (p95 %s), latency %s ms, dropped %s, '
+                '%s' % (self.message, figures['input_fps'], figures['output_fps'],
+                        figures['inference_ms_mean'], figures['inference_ms_p95'],
+                        figures['latency_ms_mean'], figures['dropped_frames'], style))
 
 
 def report(statistics, input_timeout, waiting_for_subscribers, input_topic):

@@ -1,12 +1,10 @@
 """sensor_msgs/Image and CompressedImage <-> numpy RGB conversion (the only place that does it).
 
-Uses ROS 2 cv_bridge for 8-bit encodings when it is importable and passes a
-self-test; numpy/OpenCV otherwise, with identical results (cv_bridge uses the
-same OpenCV colour conversions).
-
-The node's frame path works on serialized (CDR) images: `parse_serialized_image` reads one in
-place, so the pixels reach the network without a copy, and `serialize_image` writes the
-stylized frame with one copy. rclpy's own conversion copies the pixels three times each way.
+Pixels only: the serialized (CDR) wire format the node's frame path reads and writes lives in
+serialized_image. Encodings are converted with numpy and OpenCV's colour conversions, which
+are what ROS 2 cv_bridge uses; cv_bridge itself is not a run-time dependency (its apt build
+pins numpy 1, and the frame path needs views it cannot give). Its place is the test suite:
+test_image_conversion checks this module against it where it is installed.
 """
 import array
 import os
@@ -18,6 +16,8 @@ import zlib
 
 import cv2
 import numpy as np
+
+from style_transfer_ros import serialized_image
 
 # encoding -> (bytes per pixel, OpenCV conversion to RGB or None)
 _ENCODINGS = {
@@ -35,12 +35,19 @@ _ENCODINGS = {
 }
 SUPPORTED_ENCODINGS = tuple(sorted(_ENCODINGS))
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
-# cv_bridge scales 16-bit images differently across versions; mono16 stays ours.
-_BRIDGE_ENCODINGS = tuple(e for e in SUPPORTED_ENCODINGS if e != 'mono16')
 
 
 class ImageConversionError(ValueError):
     """A frame that cannot be converted; the message says why."""
+
+
+class OversizedImage(ImageConversionError):
+    """A frame of more than max_pixels pixels (raised before any conversion or decoding)."""
+
+    def __init__(self, height, width, max_pixels):
+        super(OversizedImage, self).__init__('a {}x{} frame is more than {} pixels'.format(
+            width, height, max_pixels))
+        self.pixels = height * width
 
 
 def _check_layout(msg):
@@ -79,52 +86,24 @@ def _numpy_to_rgb(msg, bytes_per_pixel, copy=True):
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
-_bridge = []  # [CvBridge or None], filled on first use
-
-
-def _working_bridge():
-    """A ROS 2 CvBridge that converts test frames exactly like our numpy path, or None.
-
-    The ROS 1 'cv-bridge' package also imports as cv_bridge; the self-test
-    (padded rows, BGR and UYVY) rejects any bridge that disagrees.
-    """
-    if not _bridge:
-        _bridge.append(None)
-        try:
-            from cv_bridge import CvBridge
-            bridge = CvBridge()
-            for encoding, pixel_bytes in (('bgr8', 3), ('yuv422', 2)):
-                msg = _test_message(encoding, pixel_bytes)
-                expected = _numpy_to_rgb(msg, pixel_bytes)
-                converted = bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8')
-                if not np.array_equal(converted, expected):
-                    return None
-            _bridge[0] = bridge
-        except Exception:  # missing, ROS 1, or broken: fall back to numpy
-            pass
-    return _bridge[0]
-
-
-def _test_message(encoding, bytes_per_pixel):
-    from sensor_msgs.msg import Image
-    msg = Image()
-    msg.height, msg.width, msg.encoding = 3, 4, encoding
-    msg.step = msg.width * bytes_per_pixel + 2
-    msg.data = array.array('B', bytearray(i * 37 % 256 for i in range(msg.height * msg.step)))
-    return msg
-
-
-def image_msg_to_rgb(msg, copy=True):
-    """Return a sensor_msgs/Image (or a SerializedImage) as a uint8 HxWx3 RGB array.
+def image_msg_to_rgb(msg, copy=True, max_pixels=None):
+    """Return a sensor_msgs/Image (or a serialized_image.SerializedImage) as a uint8 HxWx3
+    RGB array; a frame of more than max_pixels pixels raises OversizedImage unconverted.
 
     copy=False may return a view of msg.data for rgb8 frames (the node's frame path, where
     the message lives no longer than the frame)."""
-    bytes_per_pixel = _check_layout(msg)
-    if msg.encoding in _BRIDGE_ENCODINGS and copy:
-        bridge = _working_bridge()
-        if bridge is not None:
-            return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
-    return _numpy_to_rgb(msg, bytes_per_pixel, copy)
+    if max_pixels is not None and msg.width * msg.height > max_pixels:
+        raise OversizedImage(msg.height, msg.width, max_pixels)
+    return _numpy_to_rgb(msg, _check_layout(msg), copy)
+
+
+def serialized_msg_to_rgb(buffer, max_pixels=None):
+    """(header, RGB array) of a serialized sensor_msgs/Image; rgb8 pixels stay in the buffer."""
+    try:
+        image = serialized_image.read(buffer)
+    except serialized_image.TruncatedMessage as error:
+        raise ImageConversionError(str(error))
+    return image.header, image_msg_to_rgb(image, copy=False, max_pixels=max_pixels)
 
 
 def _output_pixels(rgb, encoding):
@@ -156,86 +135,13 @@ def rgb_to_image_msg(rgb, header, encoding='rgb8'):
     return msg
 
 
-# Serialized (CDR) sensor_msgs/Image: encapsulation header, then fields aligned to their size
-# counted from the end of that header.
-_CDR_LITTLE_ENDIAN = b'\x00\x01\x00\x00'
-_CDR_HEADER_SIZE = 4
-
-
-class SerializedImage(object):
-    """The fields of a serialized sensor_msgs/Image; `data` is a view of the buffer."""
-
-    __slots__ = ('stamp_sec', 'stamp_nanosec', 'frame_id', 'height', 'width', 'encoding',
-                 'is_bigendian', 'step', 'data')
-
-
-class _CdrReader(object):
-    def __init__(self, buffer):
-        self.view = memoryview(buffer)
-        self.offset = _CDR_HEADER_SIZE
-
-    def _take(self, size, align):
-        self.offset += -(self.offset - _CDR_HEADER_SIZE) % align
-        end = self.offset + size
-        if end > len(self.view):
-            raise ImageConversionError('truncated image message ({} bytes)'.format(len(self.view)))
-        start, self.offset = self.offset, end
-        return self.view[start:end]
-
-    def uint32(self):
-        return struct.unpack('<I', self._take(4, 4))[0]
-
-    def int32(self):
-        return struct.unpack('<i', self._take(4, 4))[0]
-
-    def string(self):
-        raw = self._take(self.uint32(), 1)
-        return bytes(raw[:-1]).decode('utf-8', 'replace')  # the length counts the NUL
-
-    def uint8(self):
-        return self._take(1, 1)[0]
-
-
-def parse_serialized_image(buffer):
-    """Read a serialized sensor_msgs/Image (from a raw subscription) without copying pixels."""
-    if bytes(buffer[:_CDR_HEADER_SIZE]) != _CDR_LITTLE_ENDIAN:  # rare: let rclpy decode it
-        from rclpy.serialization import deserialize_message
-        from sensor_msgs.msg import Image
-        msg = deserialize_message(bytes(buffer), Image)
-        image = SerializedImage()
-        image.stamp_sec, image.stamp_nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
-        for field in ('height', 'width', 'encoding', 'is_bigendian', 'step', 'data'):
-            setattr(image, field, getattr(msg, field))
-        image.frame_id = msg.header.frame_id
-        return image
-    reader = _CdrReader(buffer)
-    image = SerializedImage()
-    image.stamp_sec, image.stamp_nanosec = reader.int32(), reader.uint32()
-    image.frame_id = reader.string()
-    image.height, image.width = reader.uint32(), reader.uint32()
-    image.encoding = reader.string()
-    image.is_bigendian = reader.uint8()
-    image.step = reader.uint32()
-    image.data = reader._take(reader.uint32(), 1)
-    return image
-
-
-def _cdr_string(text):
-    """A CDR string: its length counting the NUL, its bytes, the NUL (starts 4-aligned)."""
-    encoded = text.encode('utf-8') + b'\x00'
-    return struct.pack('<I', len(encoded)) + encoded
-
-
-def serialize_image(rgb, stamp_sec, stamp_nanosec, frame_id, encoding='rgb8'):
+def serialize_image(rgb, header, encoding='rgb8'):
     """A serialized sensor_msgs/Image (rgb8 or bgr8) of a uint8 HxWx3 RGB array, as bytes for
-    Publisher.publish; the pixels are copied once."""
+    Publisher.publish (header: see serialized_image.write); the pixels are copied once."""
     pixels = _output_pixels(rgb, encoding)
     height, width = rgb.shape[:2]
-    head = struct.pack('<iI', stamp_sec, stamp_nanosec) + _cdr_string(frame_id)
-    head += b'\x00' * (-len(head) % 4) + struct.pack('<II', height, width)
-    head += _cdr_string(encoding) + b'\x00'  # is_bigendian
-    head += b'\x00' * (-len(head) % 4) + struct.pack('<II', width * 3, height * width * 3)
-    return b''.join((_CDR_LITTLE_ENDIAN, head, np.ascontiguousarray(pixels).data))
+    return serialized_image.write(header, height, width, encoding, width * 3,
+                                  np.ascontiguousarray(pixels).data)
 
 
 # Compressed input: JPEG and PNG only, recognised by their signatures; the size a header
@@ -256,15 +162,6 @@ _DECODER_MESSAGE = re.compile(
 _DAMAGE_MESSAGE = re.compile(
     br'^(libpng error|Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|'
     br'Inconsistent progression sequence)')
-
-
-class OversizedImage(ImageConversionError):
-    """A compressed frame whose header declares more than max_pixels pixels (not decoded)."""
-
-    def __init__(self, height, width, max_pixels):
-        super(OversizedImage, self).__init__('a {}x{} frame is more than {} pixels'.format(
-            width, height, max_pixels))
-        self.pixels = height * width
 
 
 def compressed_format(msg):

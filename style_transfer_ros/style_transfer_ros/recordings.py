@@ -522,8 +522,7 @@ class _BagWriter(object):
         if msgtype == IMAGE:
             encoding = self.bag.output_encoding or (
                 original.encoding if original.encoding in OUTPUT_ENCODINGS else 'rgb8')
-            return serialize_image(painted, header.stamp.sec, header.stamp.nanosec,
-                                   header.frame_id, encoding)
+            return serialize_image(painted, header, encoding)
         message = self.bag.typestore.types[COMPRESSED_IMAGE](
             header=header, format=COMPRESSED_FORMAT,
             data=np.frombuffer(rgb_to_jpeg(painted, self.bag.jpeg_quality), dtype=np.uint8))

@@ -1,10 +1,8 @@
 """ROS 2 node: stylize a camera topic with a swappable TFLite style model.
 
-Frames arrive on ``image`` (best effort; or ``image/compressed``), the newest one waits in a
-one-slot mailbox, and a worker thread stylizes it and publishes ``image_stylized`` (reliable)
-with the same header, and ``image_stylized/compressed`` (JPEG) while someone subscribes to it.
-A frame that arrives while the model is busy replaces the waiting one and is counted as
-dropped, so no backlog builds up.
+Frames arrive on ``image`` (best effort; or ``image/compressed``); a worker thread paints
+the newest (frame_path) and publishes ``image_stylized`` (reliable) with the same header, and
+``image_stylized/compressed`` (JPEG) while someone subscribes to it.
 
 Every state change is a parameter change: ``ros2 param set``, start-up values and
 ``~/set_style`` (which translates its request into one atomic parameter update) all pass
@@ -21,7 +19,6 @@ syntax that exist there are used.
 """
 
 import signal
-import threading
 import time
 
 import rclpy
@@ -33,25 +30,18 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 
 from style_transfer_interfaces.msg import StyleInfo
 from style_transfer_interfaces.srv import ListStyles, SetStyle
 
 from style_transfer_ros import frame_statistics
 from style_transfer_ros.catalog import Catalog, SelectionError
-from style_transfer_ros.image_conversion import (ImageConversionError, OversizedImage,
-                                                 compressed_msg_to_rgb, image_msg_to_rgb,
-                                                 parse_serialized_image, rgb_to_compressed_msg,
-                                                 serialize_image)
-from style_transfer_ros.model_runtime import runtime_target
+from style_transfer_ros.frame_path import ActiveStyle, FramePath, image_output, jpeg_output
 from style_transfer_ros.node_parameters import SPECS, Settings, cores, model_directories
-from style_transfer_ros.stylizer import (RELEASE_FACTOR, ModelError, Stylizer,
-                                         give_back_freed_memory)
+from style_transfer_ros.model_runtime import runtime_target
+from style_transfer_ros.stylizer import ModelError, Stylizer, give_back_freed_memory
 
 LOG_PERIOD = 10.0  # seconds between the node's one-line rate reports
-WARNING_PERIOD = 5.0  # seconds between two warnings of one kind
-RELEASE_BYTES = 16 * 2 ** 20  # frames above this (full HD is 6 MB) leave buffers behind
 _PARAMETER_TYPES = {
     'bool': ParameterType.PARAMETER_BOOL, 'integer': ParameterType.PARAMETER_INTEGER,
     'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING}
@@ -82,32 +72,11 @@ def _float32_clean(value):
     return float('%.7g' % value)
 
 
-class ActiveStyle(object):
-    """What the worker paints with; replaced as a whole, never mutated."""
-
-    def __init__(self, stylizer, selection, strength):
-        self.stylizer = stylizer
-        self.selection = selection
-        self.strength = strength
-        self.weights = selection.weights_for(stylizer.num_styles)  # raises SelectionError
-
-    def describe(self):
-        text = self.selection.description
-        if self.strength < 1.0:
-            text += ' @ strength %.2f' % self.strength
-        return text
-
-
 class StylizerNode(Node):
 
     def __init__(self, **kwargs):
         super(StylizerNode, self).__init__('style_transfer', **kwargs)
-        self._mailbox = None  # the newest frame not yet taken by the worker
-        self._mailbox_cond = threading.Condition()
-        self._running = True
-        self._worker = None  # destroy_node may come before it exists (a failed start-up)
-        self._largest_frame_bytes = 0  # since the last release (see _watch_frame_size)
-        self._painting = threading.Lock()  # held by the worker while it paints a frame
+        self._frames = None  # destroy_node may come before it exists (a failed start-up)
         self._settings = self._declare_parameters()
         self._catalog = Catalog(self._model_dirs(self._settings), target=runtime_target())
         for problem in self._catalog.problems:
@@ -115,13 +84,11 @@ class StylizerNode(Node):
         self._active = self._load_active(self._settings, self._catalog)
         self._warn_about_threads(self._settings)
         self._statistics = frame_statistics.FrameStatistics()
-        self._last_warning = {}  # kind -> (monotonic time, warnings held back since)
         self._last_log = time.monotonic()
         self._last_level = frame_statistics.OK
         self._wire()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = threading.Thread(target=self._work, name='stylizer', daemon=True)
-        self._worker.start()
+        self._frames.start(lambda: (self._settings, self._active))
         self.get_logger().info('painting %s on %s, %d inference thread(s)%s, input %s' % (
             self._active.describe(), self._active.stylizer.backend, self._settings.threads,
             ' (auto: %d cores - 1)' % cores() if not self._settings.num_threads else '',
@@ -137,12 +104,18 @@ class StylizerNode(Node):
 
     def _wire(self):
         """Topics, services and timers; everything here runs on the one executor thread."""
-        self._publisher = self._advertise_output()
+        self._image_output = image_output(self._advertise_output())
         # image_transport's naming: <base topic, after remapping>/compressed.
-        self._compressed_publisher = self.create_publisher(
-            CompressedImage, self._publisher.topic_name + '/compressed',
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        jpeg = jpeg_output(self.create_publisher(
+            CompressedImage, self._image_output.publisher.topic_name + '/compressed',
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)))
         self._compressed_input = self._settings.input_transport == 'compressed'
+        # Gives back what a huge frame left behind (the frame path says when).
+        release_buffers = self.create_guard_condition(self._on_release_buffers)
+        self._frames = FramePath(
+            [self._image_output, jpeg], self._compressed_input, self._statistics,
+            lambda: self.get_clock().now().nanoseconds, self.get_logger(),
+            release_buffers.trigger, lambda: not self.context.ok())
         self._input = self._subscribe_input()
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(SetStyle, '~/set_style', self._on_set_style)
@@ -151,8 +124,6 @@ class StylizerNode(Node):
                                                     self._publish_diagnostics)
         # Clears blend_weights after a style change they no longer fit (see _load_active).
         self._clear_weights = self.create_guard_condition(self._on_clear_weights)
-        # Gives back what a huge frame left behind (see _watch_frame_size).
-        self._release_buffers = self.create_guard_condition(self._on_release_buffers)
 
     def _advertise_output(self):
         return self.create_publisher(
@@ -165,9 +136,10 @@ class StylizerNode(Node):
         if self._compressed_input:
             return self.create_subscription(
                 CompressedImage, self.resolve_topic_name('image') + '/compressed',
-                self._on_frame, sensor_qos)
-        # Serialized: the worker reads the pixels in place (image_conversion).
-        return self.create_subscription(Image, 'image', self._on_frame, sensor_qos, raw=True)
+                self._frames.offer, sensor_qos)
+        # Serialized: the worker reads the pixels in place (serialized_image).
+        return self.create_subscription(Image, 'image', self._frames.offer, sensor_qos,
+                                        raw=True)
 
     def _model_dirs(self, settings):
         return model_directories(settings.model_dirs)
@@ -235,9 +207,9 @@ class StylizerNode(Node):
         live. Then the C heap's freed pages go back to the system."""
         self.destroy_subscription(self._input)
         self._input = self._subscribe_input()
-        with self._painting:
-            self.destroy_publisher(self._publisher)
-            self._publisher = self._advertise_output()
+        with self._frames.painting:
+            self.destroy_publisher(self._image_output.publisher)
+            self._image_output.publisher = self._advertise_output()
         give_back_freed_memory()
 
     def _on_clear_weights(self):
@@ -292,135 +264,17 @@ class StylizerNode(Node):
         response.runtime = self._active.stylizer.backend
         return response
 
-    # ---------------------------------------------------------------- frames
-    def _on_frame(self, msg):
-        self._statistics.count('received')
-        with self._mailbox_cond:
-            if self._mailbox is not None:
-                self._statistics.count('dropped')
-            self._mailbox = msg
-            self._mailbox_cond.notify()
-
-    def _next_frame(self):
-        with self._mailbox_cond:
-            while self._running and self._mailbox is None:
-                self._mailbox_cond.wait()
-            msg, self._mailbox = self._mailbox, None
-        return msg
-
-    def _work(self):
-        while self._running:
-            msg = self._next_frame()
-            if msg is None:
-                continue
-            try:
-                with self._painting:
-                    self._paint(msg, self._settings, self._active)  # one consistent state
-            except Exception:
-                if not self.context.ok():  # SIGINT/SIGTERM shut rclpy down under us
-                    return
-                raise
-
-    def _paint(self, msg, settings, active):
-        """Count and paint one frame; a bad frame or a failing model never stops the worker."""
-        raw_out = self._publisher.get_subscription_count()
-        jpeg_out = self._compressed_publisher.get_subscription_count()
-        if settings.lazy and not raw_out and not jpeg_out:
-            self._statistics.count('idle')
-            return
-        pixels = 0
-        try:
-            pixels = self._process(msg, settings, active, raw_out or not settings.lazy,
-                                   jpeg_out)
-        except OversizedImage as error:
-            self._drop_oversized(error.pixels, settings)
-        except ImageConversionError as error:
-            self._statistics.count('bad', str(error))
-            self._warn_throttled('bad frame', 'dropping bad frame: %s' % error)
-        except Exception as error:  # keep painting whatever a model throws
-            if not self.context.ok():
-                raise
-            self._statistics.count('failed', repr(error))
-            self._warn_throttled('failure', 'frame failed: %r' % (error,))
-        self._watch_frame_size(max(3 * pixels, len(msg.data if self._compressed_input else msg)))
-
-    def _watch_frame_size(self, frame_bytes):
-        """Once frames are RELEASE_FACTOR times smaller than the largest one since the last
-        release (if that was over RELEASE_BYTES), have the executor give back its memory."""
-        if frame_bytes > self._largest_frame_bytes:
-            self._largest_frame_bytes = frame_bytes
-        elif (self._largest_frame_bytes > RELEASE_BYTES
-              and frame_bytes * RELEASE_FACTOR < self._largest_frame_bytes):
-            self._largest_frame_bytes = frame_bytes
-            self._release_buffers.trigger()
-
-    def _drop_oversized(self, pixels, settings):
-        self._statistics.count('oversized')
-        self._warn_throttled('oversized', 'dropping a %d-pixel frame: max_input_pixels is %d'
-                             % (pixels, settings.max_input_pixels))
-
-    def _process(self, msg, settings, active, raw_out, jpeg_out):
-        """Paint and publish one frame; return the pixels of its largest image (0: dropped)."""
-        if self._compressed_input:
-            stamp, frame_id = msg.header.stamp, msg.header.frame_id
-            stamp_sec, stamp_nanosec = stamp.sec, stamp.nanosec
-            rgb = compressed_msg_to_rgb(msg, max_pixels=settings.max_input_pixels)
-        else:
-            image = parse_serialized_image(msg)
-            stamp_sec, stamp_nanosec, frame_id = (image.stamp_sec, image.stamp_nanosec,
-                                                  image.frame_id)
-            if image.width * image.height > settings.max_input_pixels:
-                self._drop_oversized(image.width * image.height, settings)
-                return 0
-            rgb = image_msg_to_rgb(image, copy=False)
-        started = time.monotonic()
-        stylized = active.stylizer.stylize(rgb, style_weights=active.weights,
-                                           strength=active.strength)
-        self._statistics.add_time('inference_ms', 1000.0 * (time.monotonic() - started))
-        if raw_out:
-            self._publisher.publish(serialize_image(stylized, stamp_sec, stamp_nanosec, frame_id,
-                                                    settings.output_encoding))
-        if jpeg_out:
-            header = Header(frame_id=frame_id)
-            header.stamp.sec, header.stamp.nanosec = stamp_sec, stamp_nanosec
-            self._compressed_publisher.publish(
-                rgb_to_compressed_msg(stylized, header, settings.jpeg_quality))
-        if stamp_sec or stamp_nanosec:
-            now = self.get_clock().now().nanoseconds
-            self._statistics.add_time(
-                'latency_ms', (now - (stamp_sec * 10 ** 9 + stamp_nanosec)) / 1e6)
-        self._statistics.count('published')
-        return max(rgb.shape[0] * rgb.shape[1], stylized.shape[0] * stylized.shape[1])
-
-    def _warn_throttled(self, kind, message):
-        """Warn at most once per WARNING_PERIOD per kind, saying how many of that kind were
-        held back."""
-        now = time.monotonic()
-        last, held = self._last_warning.get(kind, (-WARNING_PERIOD, 0))
-        if now - last < WARNING_PERIOD:
-            self._last_warning[kind] = (last, held + 1)
-            return
-        if held:
-            message += ' (and %d more like it since the last warning)' % held
-        self._last_warning[kind] = (now, 0)
-        self.get_logger().warning(message)
-
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self):
         active, settings = self._active, self._settings
-        subscribers = (self._publisher.get_subscription_count()
-                       + self._compressed_publisher.get_subscription_count())
+        subscribers = sum(self._frames.subscribers())
         report = frame_statistics.report(
             self._statistics, settings.input_timeout, settings.lazy and not subscribers,
             self._input.topic_name)
         values = report.values + [
-            ('active_style', active.describe()),
-            ('model_file', active.stylizer.model_path),
-            ('runtime', active.stylizer.backend),
-            ('threads', str(active.stylizer.num_threads)),
-            ('processing_size', str(settings.processing_size)),
-            ('subscribers', str(subscribers)),
-        ]
+            ('active_style', active.describe()), ('model_file', active.stylizer.model_path),
+            ('runtime', active.stylizer.backend), ('threads', str(active.stylizer.num_threads)),
+            ('processing_size', str(settings.processing_size)), ('subscribers', str(subscribers))]
         status = DiagnosticStatus(
             level=_LEVELS[report.level], name='%s: stylizer' % self.get_name(),
             hardware_id=self.get_fully_qualified_name(), message=report.message,
@@ -431,24 +285,15 @@ class StylizerNode(Node):
         now = time.monotonic()
         if now - self._last_log >= LOG_PERIOD or report.level != self._last_level:
             self._last_log, self._last_level = now, report.level
-            figures = dict(report.values)
-            line = ('%s; in %s fps, out %s fps, inference %s ms (p95 %s), latency %s ms, '
-                    'dropped %s, %s' % (
-                        report.message, figures['input_fps'], figures['output_fps'],
-                        figures['inference_ms_mean'], figures['inference_ms_p95'],
-                        figures['latency_ms_mean'], figures['dropped_frames'],
-                        active.describe()))
+            line = report.summary(active.describe())
             if report.level == frame_statistics.OK:  # rclpy: one severity per call site
                 self.get_logger().info(line)
             else:
                 self.get_logger().warning(line)
 
     def destroy_node(self):
-        with self._mailbox_cond:
-            self._running = False
-            self._mailbox_cond.notify_all()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        if self._frames is not None:
+            self._frames.stop()
         return super(StylizerNode, self).destroy_node()
 
 

@@ -252,8 +252,8 @@ def run_launch(*arguments):
     (['camera:=none', 'view:=true'], 'rqt_image_view'),
 ], ids=['usb', 'csi', 'view'])
 def test_launch_fails_cleanly_and_starts_no_process(workspace, arguments, missing):
-    """Issue 10, defect 2: with view:=true and no rqt_image_view the stylizer was started
-    anyway and outlived the failed launch (PPID 1)."""
+    """A launch that fails for a missing package starts nothing, so no stylizer outlives it
+    (docs/robustness.md, "A failed launch")."""
     completed = run_launch(*arguments)
     assert 'process started' not in completed.stdout
     assert not workspace.started.exists(), 'the stylizer was started'

@@ -204,7 +204,7 @@ def test_compressed_input(model_dir):
         assert node.close() == 0
 
 
-PEAK_RSS_LIMIT_MB = 600  # issue 21: a 20000 x 20000 frame took the node to 2.5 GB
+PEAK_RSS_LIMIT_MB = 600  # a decoded 20000 x 20000 frame would take GBs (docs/robustness.md)
 
 
 def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_dir):
@@ -255,7 +255,7 @@ def test_compressed_bombs_and_damaged_frames_are_dropped_before_they_cost(model_
         assert node.close() == 0, node.log()
 
 
-SERVICE_ANSWER_S = 2.0  # issue 21: a FIFO in model_dirs left services unanswered for ever
+SERVICE_ANSWER_S = 2.0  # a FIFO must not block the executor (docs/robustness.md)
 
 
 def _hostile_model_dir(model_dir, folder):
@@ -308,9 +308,9 @@ def test_fifos_in_model_dirs_block_neither_start_up_nor_a_live_change(model_dir,
         assert started.close() == 0, started.log()
 
 
-MEMORY_KEPT_LIMIT_MB = 64  # issue 21: +175 MB stayed after a 3000x3000 frame, +218 MB
-# after a dropped 8000x8000 one (here 6000x6000: 103 MB); what may stay is the interpreter
-# sized for a square frame and the DDS shared-memory segments' touched pages
+# What may stay after a huge frame: the interpreter sized for a square frame and the DDS
+# shared-memory segments' touched pages (figures: docs/robustness.md).
+MEMORY_KEPT_LIMIT_MB = 64
 
 
 def test_memory_is_given_back_after_huge_raw_frames(model_dir):

@@ -1,4 +1,4 @@
-"""package.xml declares everything the package imports and launches (issue 10, defect 1).
+"""package.xml declares everything the package imports and launches.
 
 `rosdep install` installs only what package.xml names: a module the node or the launch file
 imports, or a package whose node the launch file starts, that is not declared there is

@@ -1,4 +1,4 @@
-"""The node under a steady camera in its own process, as on a robot (issue 13).
+"""The node under a steady camera in its own process, as on a robot.
 
 An executor that spins a core (rclpy's MultiThreadedExecutor re-queuing handlers that wait in
 its pool) starves inference and DDS: the node takes in few frames and its CPU per output frame
@@ -19,8 +19,8 @@ MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 CAMERA_FPS = 20.0
 THREADS = 1
 PROCESSING_SIZE = 0
-# Node CPU per output frame / bare stylizer CPU per frame: 1.1-1.35 with the fixed node, 1.6-1.9
-# with the spinning MultiThreadedExecutor (and 16-17 of 20 fps taken in), on 2 busy cores.
+# Node CPU per output frame / bare stylizer CPU per frame: below what a spinning executor
+# costs (docs/benchmarks.md, "Node with a steady camera").
 MAX_CPU_RATIO = 1.6
 
 

@@ -1,4 +1,4 @@
-"""The stylize command (issue 22) on small generated recordings: a video, image folders and
+"""The stylize command on small generated recordings: a video, image folders and
 ROS 2 bags in both storage formats round-trip, and every frame equals the node's Stylizer on
 the same frame; Ctrl-C and corrupt inputs leave no output. Needs no ROS and no shared data."""
 import os
@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -272,8 +273,9 @@ def test_bag_round_trip(tmp_path, capsys, stylizer, rosbags, storage):
     assert msgtype == 'sensor_msgs/msg/Image'
     assert [t for t, _ in stylized] == [10 ** 9 * (index + 1) for index in range(4)]
     for index, (_, data) in enumerate(stylized):
-        expected = serialize_image(stylizer.stylize(frame(index)), 100 + index, 1000 * index,
-                                   'camera_%d' % index, 'bgr8')  # the input's encoding
+        header = SimpleNamespace(frame_id='camera_%d' % index, stamp=SimpleNamespace(
+            sec=100 + index, nanosec=1000 * index))
+        expected = serialize_image(stylizer.stylize(frame(index)), header, 'bgr8')  # as input
         assert data == expected  # the header (stamp, frame_id) and the node's pixels
     files = os.listdir(str(output))
     assert any(name.endswith('.mcap' if storage == 'mcap' else '.db3') for name in files)
