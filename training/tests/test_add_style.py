@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from style_transfer_ros.model_contract import read_sidecar
 
-from style_training import add_style, checkpoints, network, train
+from style_training import add_style, checkpoints, network, style_curve, train
 
 
 def _tiny_checkpoint(folder):
@@ -106,3 +106,14 @@ def test_ctrl_c_leaves_a_resumable_state_and_no_model_file(tmp_path, content_dir
     assert combined['styles'][2]['painting'] == 'Checkers (2026)'
     assert json.loads((tmp_path / 'work' / 'training.json').read_text())['steps_done'] == (
         stopped + 1)
+
+
+def test_the_curve_scores_every_nth_state_and_the_last(tmp_path):
+    folder = tmp_path / 'checkpoints'
+    folder.mkdir()
+    for step in (10, 20, 30, 40):
+        (folder / f'ckpt-{step}.optimizer.npz').write_bytes(b'')
+        (folder / f'ckpt-{step}.weights.h5').write_bytes(b'')
+    assert [step for step, _, _ in style_curve.states(tmp_path, 2)] == [10, 30, 40]
+    assert [weights.name for _, weights, _ in style_curve.states(tmp_path, 3)] == [
+        'ckpt-10.weights.h5', 'ckpt-40.weights.h5']
