@@ -71,7 +71,7 @@ class StyleProgress(keras.callbacks.Callback):
         self.bar.update(min(now - self.started, self.budget) - self.bar.n)
         trainer = self.model  # on JAX, reading it brings the variables up to date
         if now - self.last_preview >= self.preview_seconds:
-            self.write_preview(trainer.model)
+            self.write_preview(trainer.model, self.step)
             self.last_preview = now
         if self.interrupted:
             checkpoints.save_training_state(self.checkpoint_dir, self.step, trainer.model,
@@ -81,12 +81,12 @@ class StyleProgress(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.bar.close()
 
-    def write_preview(self, model):
+    def write_preview(self, model, step):
         """preview_dir/step_N.jpg and latest.jpg: the first content image at 640x480."""
         frame = keras.ops.convert_to_numpy(train.stylize(model, self.preview,
                                                          self.style_weights))[0]
         self.preview_dir.mkdir(parents=True, exist_ok=True)
-        save_image(self.preview_dir / f'step_{self.step:06d}.jpg', frame)
+        save_image(self.preview_dir / f'step_{step:06d}.jpg', frame)
         save_image(self.preview_dir / 'latest.jpg', frame)
 
     def stop_on_interrupt(self, signum, frame):
@@ -270,12 +270,15 @@ def main(argv=None):
         raise SystemExit(f'error: {args.checkpoint} already has a style {name!r}')
     combined_name = args.combined_name or f'{args.checkpoint.name.split("_")[0]}_{name}'
     args.content = args.content or [DEFAULT_CONTENT]
-    for folder in args.content:
-        list_images(folder, 1)  # FileNotFoundError names a folder without images
+    painting = Path(args.painting)
+    try:  # clear errors before the minutes start
+        for folder in args.content:
+            list_images(folder, 1)
+        load_image(painting)
+    except FileNotFoundError as error:
+        raise SystemExit(f'error: {error}')
     work_dir = args.work_dir or USER_DATA / 'runs' / name
     work_dir.mkdir(parents=True, exist_ok=True)
-    painting = Path(args.painting)
-    load_image(painting)  # a clear error before the minutes start
 
     trainer, style_weights = build_style_trainer(source, painting, args)
     budget = max(1.0, args.minutes * 60 - (time.perf_counter() - started))
@@ -295,7 +298,7 @@ def main(argv=None):
         print(f'stopped at step {steps_done}: training state in {work_dir / "checkpoints"}; '
               'the same command goes on from it', flush=True)
         return INTERRUPTED
-    progress.write_preview(trainer.model)
+    progress.write_preview(trainer.model, steps_done)
     save_network(trainer, source, name, painting, args, work_dir, command, steps_done)
     written = export(work_dir, name, combined_name, args.output_dir, args.painting_title,
                      args.artist, args.licence, args.sample_dir)
