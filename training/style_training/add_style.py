@@ -243,7 +243,7 @@ def build_parser():
     parser.add_argument('--style-size', type=int, default=320,
                         help="the painting's shorter side for its Gram targets")
     parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--learning-rate', type=float, default=1e-2)
+    parser.add_argument('--learning-rate', type=float, default=3e-2)
     parser.add_argument('--style-weight', type=float, default=5.0)
     parser.add_argument('--content-weight', type=float, default=train.DEFAULT_CONTENT_WEIGHT)
     parser.add_argument('--stability-weight', type=float, default=10.0)
