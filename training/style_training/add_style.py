@@ -42,21 +42,23 @@ INTERRUPTED = 130  # exit code after Ctrl-C, as a shell reports SIGINT
 
 
 class StyleProgress(keras.callbacks.Callback):
-    """After every step: the progress bar (losses, steps, time left of the budget), a
-    640x480 preview every preview_seconds, and on Ctrl-C the stop with a training state."""
+    """After every step: the progress bar (losses, steps, time left), a 640x480 preview
+    every preview_seconds, and at the deadline (time.perf_counter(): the command's
+    wall-clock budget) or on Ctrl-C the stop with a training state."""
 
-    def __init__(self, budget, preview, preview_dir, preview_seconds, style_weights,
+    def __init__(self, deadline, preview, preview_dir, preview_seconds, style_weights,
                  checkpoint_dir):
         super().__init__()
-        self.budget, self.preview, self.preview_dir = budget, preview, preview_dir
+        self.deadline, self.preview, self.preview_dir = deadline, preview, preview_dir
         self.preview_seconds, self.style_weights = preview_seconds, style_weights
         self.checkpoint_dir = checkpoint_dir
         self.interrupted = False
-        self.step = self.bar = self.started = self.last_preview = None
+        self.step = self.bar = self.started = self.last_preview = self.budget = None
 
     def on_train_begin(self, logs=None):
         self.step = int(self.model.optimizer.iterations)  # 0, or the resumed state's step
         self.started = self.last_preview = time.perf_counter()
+        self.budget = max(0.0, self.deadline - self.started)
         self.bar = tqdm(total=round(self.budget), unit='s', dynamic_ncols=True,
                         bar_format='{l_bar}{bar}| {n:.0f}/{total:.0f} s, {remaining} left '
                         '{postfix}')
@@ -73,7 +75,7 @@ class StyleProgress(keras.callbacks.Callback):
         if now - self.last_preview >= self.preview_seconds:
             self.write_preview(trainer.model, self.step)
             self.last_preview = now
-        if self.interrupted:
+        if self.interrupted or now >= self.deadline:
             checkpoints.save_training_state(self.checkpoint_dir, self.step, trainer.model,
                                             trainer.optimizer, keep=10 ** 6)
             trainer.stop_training = True
@@ -281,14 +283,15 @@ def main(argv=None):
     work_dir.mkdir(parents=True, exist_ok=True)
 
     trainer, style_weights = build_style_trainer(source, painting, args)
-    budget = max(1.0, args.minutes * 60 - (time.perf_counter() - started))
+    deadline = started + args.minutes * 60
+    budget = max(1.0, deadline - time.perf_counter())
     preview = resize(data.ContentImages(args.content)[0], *PREVIEW_SIZE)
-    progress = StyleProgress(budget, np.asarray(preview, np.float32)[None],
+    progress = StyleProgress(deadline, np.asarray(preview, np.float32)[None],
                              work_dir / 'previews', args.preview_seconds, style_weights,
                              work_dir / 'checkpoints')
     previous_handler = signal.signal(signal.SIGINT, progress.stop_on_interrupt)
     print(f'adding {name} ({painting}) to {args.checkpoint} ({", ".join(source.styles)}): '
-          f'{budget / 60:.1f} minutes of training, state in {work_dir}', flush=True)
+          f'at most {budget / 60:.1f} minutes of training, state in {work_dir}', flush=True)
     try:
         steps_done = train.fit(trainer, fit_args(args, work_dir, budget), work_dir,
                                callbacks=[progress])
