@@ -116,6 +116,7 @@ class Catalog(object):
 
     def __init__(self, model_dirs, target='current'):
         self.model_dirs = [os.path.realpath(d) for d in model_dirs]
+        self.target = target
         self.entries = collections.OrderedDict()
         self.problems = []
         self._skipped = {}  # name -> why its model file was skipped, to answer requests for it
@@ -125,6 +126,17 @@ class Catalog(object):
                 continue
             for model_path in sorted(glob.glob(os.path.join(directory, '*.tflite'))):
                 self._scan(model_path, target)
+
+    def rescanned(self, keep=None):
+        """A fresh scan of the same directories (models added since are listed, removed ones
+        not); `keep`, the name of an entry being painted, stays listed from this scan when
+        its file is now skipped, so the running selection still resolves."""
+        fresh = Catalog(self.model_dirs, self.target)
+        if keep in self.entries and keep not in fresh.entries:
+            fresh.entries[keep] = self.entries[keep]
+            fresh.problems.append('{} kept from the previous scan: it is being painted'.format(
+                keep))
+        return fresh
 
     def _scan(self, model_path, target):
         stem = os.path.splitext(os.path.basename(model_path))[0]

@@ -254,6 +254,14 @@ class StylizerNode(Node):
         return parameters
 
     def _on_list_styles(self, request, response):
+        """Rescan model_dirs first, so models added while the node runs are listed (and
+        selectable); the problems the previous scan did not have are logged."""
+        entry = self._active.selection.entry
+        catalog = self._catalog.rescanned(keep=entry.name if entry else None)
+        for problem in catalog.problems:
+            if problem not in self._catalog.problems:
+                self.get_logger().warning('model catalog: %s' % problem)
+        self._catalog = catalog
         for entry in self._catalog.entries.values():
             response.styles.append(StyleInfo(
                 name=entry.name, model_file=entry.model_path, description=entry.description,

@@ -323,3 +323,21 @@ def test_requests_for_a_model_with_a_bad_sidecar_say_why(tmp_path, text, reason)
 def test_names_are_exact(catalog, style):
     with pytest.raises(SelectionError):
         catalog.resolve(style)
+
+
+def test_a_rescan_lists_models_added_since_and_keeps_the_painted_one(tmp_path):
+    add_model(tmp_path, 'first')
+    old = Catalog([str(tmp_path)])
+    add_model(tmp_path, 'added')
+    (tmp_path / 'first.tflite').write_bytes(b'half a file')  # broken while it is painted
+    (tmp_path / '.added.partial').mkdir()  # add_style's staging folder, and a temporary name
+    (tmp_path / '.added.partial' / 'staged.tflite').write_bytes(MODEL_STUB)
+    (tmp_path / 'staged.tflite.partial').write_bytes(MODEL_STUB)
+    fresh = old.rescanned(keep='first')
+    assert list(fresh.entries) == ['added', 'first']
+    assert fresh.entries['first'] is old.entries['first']
+    assert fresh.resolve('added').model_path == str(tmp_path / 'added.tflite')
+    assert any('first.tflite: not a TFLite model' in p for p in fresh.problems), fresh.problems
+    assert any('first kept from the previous scan' in p for p in fresh.problems)
+    assert list(old.entries) == ['first']  # the previous catalog is untouched
+    assert list(old.rescanned().entries) == ['added']

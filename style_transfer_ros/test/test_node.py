@@ -1,5 +1,7 @@
 """End to end: the real node in its own process, real rclpy and DDS on loopback."""
 
+import json
+import shutil
 import signal
 import time
 
@@ -217,6 +219,35 @@ def test_list_styles_describes_the_catalog(node):
     assert styles['float_dynamic'].model_file.endswith('float_dynamic.tflite')
     assert response.active_style.startswith('float_dynamic')
     assert response.runtime
+
+
+def test_list_styles_rescans_and_the_node_paints_a_style_added_while_it_runs(node, model_dir):
+    """A model renamed into model_dirs is listed and painted without a restart; a bad file
+    added with it is a problem in the log, and the previous state stays."""
+    expected = node.stylized(FRAME)  # float_dynamic: the new file is a copy of it
+    sidecar = json.loads((model_dir / 'float_dynamic.json').read_text())
+    staging = model_dir / '.added_style.partial'  # as add_style stages, then renames
+    staging.mkdir()
+    (staging / 'added_style.json').write_text(json.dumps(dict(sidecar, name='added_style')))
+    shutil.copy(str(model_dir / 'float_dynamic.tflite'), str(staging / 'added_style.tflite'))
+    assert 'added_style' not in [s.name for s in node.list_styles().styles]
+    (model_dir / 'garbled.tflite').write_bytes(b'\x00' * 64)
+    (model_dir / 'garbled.json').write_text(json.dumps(dict(sidecar, name='garbled')))
+    try:
+        for name in ('added_style.json', 'added_style.tflite'):
+            (staging / name).replace(model_dir / name)
+        response = node.list_styles()
+        names = [s.name for s in response.styles]
+        assert 'added_style' in names and 'garbled' not in names and 'multi_style' in names
+        assert response.active_style.startswith('float_dynamic')
+        assert 'garbled.tflite: not a TFLite model' in node.log()
+        assert node.set_style('added_style').success
+        assert np.array_equal(node.stylized(FRAME), expected)
+    finally:
+        for name in ('added_style.json', 'added_style.tflite', 'garbled.json',
+                     'garbled.tflite'):
+            (model_dir / name).unlink()
+        staging.rmdir()
 
 
 def test_diagnostics_report_rates_and_style(node):

@@ -371,17 +371,22 @@ def build_parser():
     return parser
 
 
+def painting_ruler(style_image, paintings_dir, size):
+    """The Ruler of style_image (named by its file stem) among the images directly in
+    paintings_dir (default: its own folder), all at `size` px."""
+    style_path = Path(style_image)
+    paintings = {path.stem: load_image(path, size)
+                 for path in sorted(Path(paintings_dir or style_path.parent).iterdir())
+                 if path.suffix.lower() in IMAGE_SUFFIXES
+                 and path.resolve() != style_path.resolve()}
+    return Ruler(load_image(style_path, size), paintings=paintings, style_name=style_path.stem)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     image_paths = list_images(args.content_dir, args.count)
     images = [load_image(p, args.size) for p in image_paths]
-    style_path = Path(args.style_image)
-    paintings = {path.stem: load_image(path, args.size)
-                 for path in sorted(Path(args.paintings_dir or style_path.parent).iterdir())
-                 if path.suffix.lower() in IMAGE_SUFFIXES
-                 and path.resolve() != style_path.resolve()}
-    ruler = Ruler(load_image(style_path, args.size), paintings=paintings,
-                  style_name=style_path.stem)
+    ruler = painting_ruler(args.style_image, args.paintings_dir, args.size)
     models = [ModelUnderTest(spec, args.threads) for spec in args.model]
     labels = [model.label for model in models]
     for model in models:

@@ -514,10 +514,10 @@ def build_student(args, style_names, conditional, num_styles):
     return model, architecture, alpha, options
 
 
-def fit(trainer, args, output_dir):
+def fit(trainer, args, output_dir, callbacks=()):
     """Resume from the latest checkpoint, train to args.steps (or args.time_budget) with
-    keras.Model.fit, logging, checkpointing and writing previews on the way; returns the
-    step reached."""
+    keras.Model.fit, logging, checkpointing and writing previews on the way (and running
+    `callbacks`, Keras callbacks, after that); returns the step reached."""
     content = data.ContentImages(args.content)
     sample = data.ContentBatches(content, args.image_size, args.batch_size, 1,
                                  extras=trainer.random_inputs)[0]
@@ -535,7 +535,8 @@ def fit(trainer, args, output_dir):
           f'{trainer.model.count_params():,} parameters, steps {step}..{args.steps}', flush=True)
     loop = TrainingLog(args, output_dir, step)
     if len(batches):
-        trainer.fit(batches, epochs=1, verbose=0, callbacks=[loop], shuffle=False)
+        trainer.fit(batches, epochs=1, verbose=0, callbacks=[loop, *callbacks],
+                    shuffle=False)
     return loop.step
 
 
