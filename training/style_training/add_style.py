@@ -27,16 +27,17 @@ import keras
 import numpy as np
 from style_transfer_ros.model_contract import (NAME_PATTERN, read_sidecar, sidecar_path,
                                                write_sidecar)
+from style_transfer_ros.model_runtime import resize
 from tqdm import tqdm
 
 from . import checkpoints, data, loss_network, network, train
-from .images import list_images, load_image, resize, save_image
+from .images import list_images, load_image, save_image
 
 TRAINING = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = TRAINING / 'checkpoints' / 'classics_affine_v2'
 DEFAULT_CONTENT = TRAINING.parents[1] / 'shared' / 'data' / 'content_train'
 USER_DATA = Path('~/.local/share/style_transfer_ros').expanduser()
-DEFAULT_MINUTES = 15.0  # see docs/your_own_style.md: what the three measured paintings needed
+DEFAULT_MINUTES = 15.0  # the goal; docs/your_own_style.md: what the runs reached
 PREVIEW_SIZE = (480, 640)  # height, width: the node's camera frames
 INTERRUPTED = 130  # exit code after Ctrl-C, as a shell reports SIGINT
 
