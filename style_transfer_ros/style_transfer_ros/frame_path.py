@@ -101,13 +101,9 @@ class FramePath(object):
         else serialized Images; now_ns: the node clock in ns; release_buffers: asks the
         executor to renew what holds a huge frame's memory; stopping: True once rclpy shuts
         down."""
-        self.outputs = outputs
-        self._compressed_input = compressed_input
-        self._statistics = statistics
-        self._now_ns = now_ns
-        self._logger = logger
-        self._release_buffers = release_buffers
-        self._stopping = stopping
+        self.outputs, self._compressed_input = outputs, compressed_input
+        self._statistics, self._now_ns, self._logger = statistics, now_ns, logger
+        self._release_buffers, self._stopping = release_buffers, stopping
         self._largest_frame_bytes = 0  # since the last release (see _watch_frame_size)
         self._last_warning = {}  # kind -> (monotonic time, warnings held back since)
         self._mailbox = Mailbox()
