@@ -33,7 +33,7 @@ import numpy as np
 from ros_processes import (REPO, bare_cpu_ms_per_frame, camera_frames, require_loopback_dds,
                            steady_camera_run)
 from style_transfer_ros import recordings
-from style_transfer_ros.catalog import Catalog
+from style_transfer_ros.catalog import Catalog, StyleSelection
 from style_transfer_ros.model_runtime import find_runtime
 from style_transfer_ros.node_parameters import auto_threads
 from style_transfer_ros.stylize import NoProgress, run_pipeline
@@ -78,7 +78,8 @@ def median_ms(stylizer, frame, repeats, weights=None):
 
 
 def equal_weights(stylizer):
-    return [1.0 / stylizer.num_styles] * stylizer.num_styles if stylizer.num_styles else None
+    """Every style of the model equally (the catalog's rule for a file chosen by path)."""
+    return StyleSelection(stylizer.model_path).weights_for(stylizer.num_styles)
 
 
 def quantization(model_path):

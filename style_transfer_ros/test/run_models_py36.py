@@ -14,6 +14,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from style_transfer_ros.catalog import StyleSelection  # noqa: E402
 from style_transfer_ros.model_runtime import find_runtime  # noqa: E402
 from style_transfer_ros.stylizer import Stylizer  # noqa: E402
 
@@ -32,7 +33,7 @@ def reference_frame(height=FRAME_SIZE[0], width=FRAME_SIZE[1]):
 def run(model_path, frame, repeats=5, num_threads=2):
     """Stylize frame with the model; return (output, median milliseconds)."""
     stylizer = Stylizer(model_path, num_threads=num_threads)
-    weights = [1.0 / stylizer.num_styles] * stylizer.num_styles if stylizer.num_styles else None
+    weights = StyleSelection(model_path).weights_for(stylizer.num_styles)
     output = stylizer.stylize(frame, style_weights=weights)
     times = []
     for _ in range(repeats):
